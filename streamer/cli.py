@@ -1,0 +1,150 @@
+"""The ``streamer`` command.
+
+::
+
+    streamer classify IMAGE... [--top-k N] [--json]
+    streamer models list
+    streamer models build [NAME...] [--force]
+
+Global flags (``--config``, ``--device``, ``--cache-dir``, ``--log-level``)
+override ``config.toml`` and ``STREAMER_*`` variables. Errors print one line
+on stderr and exit non-zero: 2 for bad usage or configuration, 1 when some
+inputs failed (the others are still processed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from streamer.config import Config, load_config
+from streamer.errors import StreamerError
+from streamer.models import zoo
+from streamer.results import FrameResult
+from streamer.sources.images import read_image
+from streamer.tasks import Classifier
+
+__all__ = ["main"]
+
+log = logging.getLogger("streamer")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamer", description="Real-time video stream classifier.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, help="config file (default: $STREAMER_CONFIG or ./config.toml)")
+    common.add_argument("--device", help="auto | cpu | cuda | tensorrt")
+    common.add_argument("--cache-dir", help="where converted models are cached")
+    common.add_argument("--log-level", help="debug | info | warning | error")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    classify = commands.add_parser("classify", parents=[common], help="classify image files")
+    classify.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    classify.add_argument("--top-k", type=int, dest="max_results", help="classes to show per image")
+    classify.add_argument("--threshold", type=float, dest="score_threshold", help="minimum confidence")
+    classify.add_argument("--locale", dest="display_names_locale", help="display names locale")
+    classify.add_argument("--model", help="embedded model name or .onnx path")
+    classify.add_argument("--json", action="store_true", help="one JSON object per image")
+
+    models = commands.add_parser("models", help="embedded default models")
+    models_commands = models.add_subparsers(dest="models_command", required=True)
+    models_commands.add_parser("list", parents=[common], help="show the embedded models and their cache state")
+    build = models_commands.add_parser("build", parents=[common], help="convert embedded models to ONNX now")
+    build.add_argument("names", nargs="*", metavar="NAME", help="models to build (default: all)")
+    build.add_argument("--force", action="store_true", help="rebuild even if cached")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    keys = {
+        "device": "device",
+        "cache_dir": "cache_dir",
+        "log_level": "log_level",
+        "max_results": "classifier.max_results",
+        "score_threshold": "classifier.score_threshold",
+        "display_names_locale": "classifier.display_names_locale",
+        "model": "classifier.model",
+    }
+    return {key: getattr(args, attr) for attr, key in keys.items() if getattr(args, attr, None) is not None}
+
+
+def _table(path: Path, result: FrameResult) -> str:
+    timings = result.timings_ms
+    lines = [
+        f"{path}  {result.width}x{result.height}  "
+        f"preprocess {timings['preprocess']:.1f} ms, inference {timings['inference']:.1f} ms"
+    ]
+    width = max((len(c.display_name) for c in result.classes), default=0)
+    lines += [
+        f"  {rank}. {c.display_name:<{width}}  {c.confidence * 100:6.2f}%  (class {c.class_id})"
+        for rank, c in enumerate(result.classes, 1)
+    ]
+    if result.values:
+        lines.append("  values: " + ", ".join(f"{v:.4f}" for v in result.values))
+    return "\n".join(lines)
+
+
+def _classify(args: argparse.Namespace, config: Config) -> int:
+    failures = 0
+    with Classifier.create_from_options(config.classifier_options()) as classifier:
+        for path in args.images:
+            try:
+                result = classifier.classify(read_image(path))
+            except StreamerError as exc:
+                print(f"streamer: error: {exc}", file=sys.stderr)
+                failures += 1
+                continue
+            if args.json:
+                record = {
+                    "path": str(path),
+                    "width": result.width,
+                    "height": result.height,
+                    "classes": [c.to_dict() for c in result.classes],
+                    "timings_ms": {k: round(v, 3) for k, v in result.timings_ms.items()},
+                }
+                if result.values:
+                    record["values"] = list(result.values)
+                print(json.dumps(record), flush=True)
+            else:
+                print(_table(path, result), flush=True)
+    return 1 if failures else 0
+
+
+def _models(args: argparse.Namespace, config: Config) -> int:
+    cache = config.cache_dir or zoo.default_cache_dir()
+    if args.models_command == "list":
+        for name, model in zoo.EMBEDDED.items():
+            folder = cache / "models" / name
+            state = "built" if (folder / "build.json").is_file() else "not built"
+            print(f"{name:<20} {model.task:<11} {model.license:<11} {state:<10} {model.description}")
+        print(f"cache: {cache}")
+        return 0
+    for name in args.names or list(zoo.EMBEDDED):
+        built = zoo.build(name, cache, force=args.force)
+        print(f"{name}: {built.onnx_path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config, overrides=_overrides(args))
+        logging.basicConfig(level=config["log_level"].upper(), format="streamer: %(message)s", stream=sys.stderr)
+        if args.command == "classify":
+            return _classify(args, config)
+        return _models(args, config)
+    except StreamerError as exc:
+        print(f"streamer: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""Configuration: ``config.toml``, then ``STREAMER_*`` variables, then CLI flags.
+
+Later sources win. Keys are ``section.key`` (top-level keys have no
+section); the environment spells them ``STREAMER_<SECTION>_<KEY>`` in capitals
+(``STREAMER_CLASSIFIER_MAX_RESULTS=3``, ``STREAMER_DEVICE=cpu``). Lists in the
+environment are comma-separated. An unknown key or a bad value is a
+:class:`ConfigError` naming the key, the value, where it came from and what is
+allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from streamer.errors import ConfigError, InputNotFoundError
+from streamer.models.engine import DEVICES
+from streamer.models.spec import COLORS, HEADS, LAYOUTS, NORMALIZATIONS, RESIZES, ClassifierModel
+from streamer.tasks import ClassifierOptions, RunningMode
+from streamer.vision.preprocess import RegionOfInterest
+
+__all__ = ["ENV_PREFIX", "SCHEMA", "Config", "load_config"]
+
+ENV_PREFIX = "STREAMER_"
+#: variables with the prefix that are not configuration keys.
+ENV_IGNORED = frozenset({"STREAMER_REQUIRE_ALL", "STREAMER_CONFIG"})
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A value's type: ``base`` is str, int or float; ``count`` is 0 for a scalar,
+    -1 for a list of any length, n for exactly n items."""
+
+    base: type
+    count: int = 0
+    choices: tuple[str, ...] = ()
+    optional: bool = False
+
+    def describe(self) -> str:
+        item = f"one of {', '.join(self.choices)}" if self.choices else self.base.__name__
+        if self.count == 0:
+            return item
+        return f"a list of {'' if self.count < 0 else self.count} {self.base.__name__}".replace("  ", " ")
+
+
+_STR, _INT, _FLOAT = Kind(str), Kind(int), Kind(float)
+
+SCHEMA: dict[str, dict[str, Kind]] = {
+    "": {
+        "device": Kind(str, choices=DEVICES),
+        "cache_dir": Kind(str, optional=True),
+        "log_level": Kind(str, choices=LOG_LEVELS),
+    },
+    "classifier": {
+        "model": _STR,
+        "labels": Kind(str, optional=True),
+        "input_size": Kind(int, 2, optional=True),
+        "resize": Kind(str, choices=RESIZES, optional=True),
+        "resize_shorter": Kind(int, optional=True),
+        "normalization": Kind(str, choices=tuple(NORMALIZATIONS), optional=True),
+        "mean": Kind(float, 3, optional=True),
+        "std": Kind(float, 3, optional=True),
+        "layout": Kind(str, choices=LAYOUTS, optional=True),
+        "color": Kind(str, choices=COLORS, optional=True),
+        "head": Kind(str, choices=HEADS, optional=True),
+        "max_results": _INT,
+        "score_threshold": _FLOAT,
+        "category_allowlist": Kind(str, -1),
+        "category_denylist": Kind(str, -1),
+        "display_names_locale": Kind(str, optional=True),
+        "region_of_interest": Kind(float, 4, optional=True),
+    },
+}
+
+DEFAULTS: dict[str, Any] = {
+    "device": "auto",
+    "cache_dir": None,
+    "log_level": "info",
+    "classifier.model": "efficientnet-lite0",
+    "classifier.max_results": 5,
+    "classifier.score_threshold": 0.0,
+    "classifier.category_allowlist": (),
+    "classifier.category_denylist": (),
+}
+
+
+def _scalar(key: str, raw: Any, kind: Kind, origin: str) -> Any:
+    def bad(why: str) -> ConfigError:
+        return ConfigError(f"{key} = {raw!r} ({origin}) {why}; expected {kind.describe()}")
+
+    if kind.base is int:
+        if isinstance(raw, (bool, float)):
+            raise bad("is not an integer")
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            raise bad("is not an integer") from None
+    if kind.base is float:
+        if isinstance(raw, bool):
+            raise bad("is not a number")
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            raise bad("is not a number") from None
+    if not isinstance(raw, str):
+        raise bad("is not a string")
+    if kind.choices and raw not in kind.choices:
+        raise bad("is not allowed")
+    return raw
+
+
+def coerce(key: str, raw: Any, kind: Kind, origin: str) -> Any:
+    """``raw`` (TOML value, or a string from the environment or CLI) as ``kind``; empty means unset."""
+    if kind.optional and raw in ("", None, []):
+        return None
+    if kind.count == 0:
+        return _scalar(key, raw, kind, origin)
+    items = raw
+    if isinstance(raw, str):
+        items = [part.strip() for part in raw.strip().strip("[]").split(",") if part.strip()]
+    if not isinstance(items, (list, tuple)):
+        raise ConfigError(f"{key} = {raw!r} ({origin}) is not a list; expected {kind.describe()}")
+    if kind.count > 0 and len(items) != kind.count:
+        raise ConfigError(f"{key} = {raw!r} ({origin}) has {len(items)} items; expected {kind.describe()}")
+    return tuple(_scalar(key, item, Kind(kind.base, choices=kind.choices), origin) for item in items)
+
+
+def _kind(key: str, origin: str) -> Kind:
+    section, _, name = key.rpartition(".")
+    if section not in SCHEMA or name not in SCHEMA[section]:
+        known = ", ".join(f"{s}.{k}" if s else k for s, keys in SCHEMA.items() for k in keys)
+        raise ConfigError(f"unknown configuration key {key!r} ({origin}); known keys: {known}")
+    return SCHEMA[section][name]
+
+
+def _flatten_toml(data: Mapping[str, Any], origin: str) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for name, value in data.items():
+        if isinstance(value, dict):
+            if name not in SCHEMA or not name:
+                raise ConfigError(
+                    f"unknown configuration section [{name}] ({origin}); known: {', '.join(s for s in SCHEMA if s)}"
+                )
+            for key, item in value.items():
+                flat[f"{name}.{key}"] = item
+        else:
+            flat[name] = value
+    return flat
+
+
+def _env_key(variable: str) -> str:
+    rest = variable[len(ENV_PREFIX) :].lower()
+    for section in SCHEMA:
+        if section and rest.startswith(section + "_"):
+            return f"{section}.{rest[len(section) + 1 :]}"
+    return rest
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """A config file's keys, flattened to ``section.key``."""
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise InputNotFoundError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    return _flatten_toml(data, str(path))
+
+
+@dataclass(frozen=True)
+class Config:
+    """Validated settings, flattened: ``values["classifier.max_results"]``."""
+
+    values: Mapping[str, Any]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.values.get(key, DEFAULTS.get(key))
+
+    @property
+    def cache_dir(self) -> Path | None:
+        return Path(self["cache_dir"]).expanduser() if self["cache_dir"] else None
+
+    def classifier_model(self) -> ClassifierModel:
+        fields = {
+            name: self[f"classifier.{name}"]
+            for name in (
+                "model",
+                "labels",
+                "input_size",
+                "resize",
+                "resize_shorter",
+                "normalization",
+                "mean",
+                "std",
+                "layout",
+                "color",
+                "head",
+            )
+        }
+        return ClassifierModel(**fields)
+
+    def classifier_options(self, running_mode: RunningMode = RunningMode.IMAGE, **extra: Any) -> ClassifierOptions:
+        """Options for :class:`~streamer.tasks.Classifier`; ``extra`` sets fields not in the config."""
+        roi = self["classifier.region_of_interest"]
+        return ClassifierOptions(
+            model=self.classifier_model(),
+            running_mode=running_mode,
+            max_results=self["classifier.max_results"],
+            score_threshold=self["classifier.score_threshold"],
+            category_allowlist=tuple(self["classifier.category_allowlist"]),
+            category_denylist=tuple(self["classifier.category_denylist"]),
+            display_names_locale=self["classifier.display_names_locale"],
+            region_of_interest=RegionOfInterest(*roi) if roi else None,
+            device=self["device"],
+            cache_dir=self.cache_dir,
+            **extra,
+        )
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Merge ``path`` (else ``$STREAMER_CONFIG``, else ``./config.toml`` if present), the
+    environment, and ``overrides`` (CLI flags as ``section.key``; ``None`` values are skipped)."""
+    env = os.environ if env is None else env
+    if path is None and env.get("STREAMER_CONFIG"):
+        path = Path(env["STREAMER_CONFIG"])
+    if path is None and Path("config.toml").is_file():
+        path = Path("config.toml")
+    values: dict[str, Any] = {}
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if path is not None:
+        layers.append((str(path), read_toml(path)))
+    layers.append(
+        (
+            "environment",
+            {_env_key(k): v for k, v in env.items() if k.startswith(ENV_PREFIX) and k not in ENV_IGNORED},
+        )
+    )
+    layers.append(("command line", {k: v for k, v in (overrides or {}).items() if v is not None}))
+    for origin, layer in layers:
+        for key, raw in layer.items():
+            where = f"from {origin}"
+            if origin == "environment":
+                where = f"from {ENV_PREFIX}{key.replace('.', '_').upper()}"
+            values[key] = coerce(key, raw, _kind(key, where), where)
+    config = Config(values)
+    config.classifier_options()  # validates choices, sizes and lists now, not at first use
+    return config

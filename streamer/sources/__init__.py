@@ -1,0 +1,1 @@
+"""Where frames come from: image files now; video files, cameras and WebRTC later."""

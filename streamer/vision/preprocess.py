@@ -1,0 +1,132 @@
+"""Image preprocessing: pure functions from RGB ``uint8`` arrays to model tensors.
+
+Images are ``[height, width, 3]`` ``uint8`` RGB. Sizes are ``(width, height)``
+as in OpenCV. Nothing here reads files or touches a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from streamer.errors import ConfigError, ImageError
+
+__all__ = [
+    "Letterbox",
+    "RegionOfInterest",
+    "check_image",
+    "crop_roi",
+    "fit",
+    "letterbox",
+    "resize_center_crop",
+    "to_tensor",
+]
+
+
+@dataclass(frozen=True)
+class RegionOfInterest:
+    """A rectangle in normalised coordinates, each in [0, 1], left < right, top < bottom."""
+
+    left: float
+    top: float
+    right: float
+    bottom: float
+
+    def __post_init__(self) -> None:
+        values = (self.left, self.top, self.right, self.bottom)
+        if not all(0.0 <= v <= 1.0 for v in values) or self.left >= self.right or self.top >= self.bottom:
+            raise ConfigError(
+                f"region_of_interest = {list(values)!r}; expected [left, top, right, bottom] "
+                "in 0..1 with left < right and top < bottom"
+            )
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How a letterboxed image maps back: ``source = (model - pad) / scale``."""
+
+    scale: float
+    pad_x: int
+    pad_y: int
+
+
+def check_image(image: object) -> np.ndarray:
+    """Return ``image`` if it is an ``[H, W, 3]`` ``uint8`` array, else raise :class:`ImageError`."""
+    if not isinstance(image, np.ndarray):
+        raise ImageError(f"expected a numpy array [height, width, 3] uint8 RGB, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or min(image.shape[:2]) < 1:
+        raise ImageError(
+            f"expected an image array [height, width, 3] uint8 RGB, got shape {list(image.shape)} {image.dtype}"
+        )
+    return image
+
+
+def crop_roi(image: np.ndarray, roi: RegionOfInterest | None) -> np.ndarray:
+    """The part of ``image`` inside ``roi`` (a view; at least one pixel)."""
+    if roi is None:
+        return image
+    height, width = image.shape[:2]
+    x1, y1 = int(roi.left * width), int(roi.top * height)
+    x2, y2 = max(round(roi.right * width), x1 + 1), max(round(roi.bottom * height), y1 + 1)
+    return image[y1 : min(y2, height), x1 : min(x2, width)]
+
+
+def resize_center_crop(image: np.ndarray, size: tuple[int, int], shorter: int) -> np.ndarray:
+    """Resize so the shorter side is ``shorter`` (bicubic), then crop ``size`` from the centre."""
+    height, width = image.shape[:2]
+    scale = shorter / min(height, width)
+    new_w, new_h = max(round(width * scale), size[0]), max(round(height * scale), size[1])
+    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_CUBIC)
+    top, left = (new_h - size[1]) // 2, (new_w - size[0]) // 2
+    return resized[top : top + size[1], left : left + size[0]]
+
+
+def letterbox(image: np.ndarray, size: tuple[int, int], pad_value: int = 127) -> tuple[np.ndarray, Letterbox]:
+    """Fit ``image`` inside ``size`` keeping its aspect (bilinear), centred on grey ``pad_value``."""
+    height, width = image.shape[:2]
+    scale = min(size[0] / width, size[1] / height)
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    canvas = np.full((size[1], size[0], 3), pad_value, np.uint8)
+    pad_x, pad_y = (size[0] - new_w) // 2, (size[1] - new_h) // 2
+    canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = cv2.resize(
+        image, (new_w, new_h), interpolation=cv2.INTER_LINEAR
+    )
+    return canvas, Letterbox(scale, pad_x, pad_y)
+
+
+def fit(image: np.ndarray, size: tuple[int, int], resize: str, shorter: int) -> np.ndarray:
+    """Bring ``image`` to ``size`` by ``resize``: ``crop``, ``letterbox`` or ``stretch`` (bicubic)."""
+    if resize == "crop":
+        return resize_center_crop(image, size, shorter)
+    if resize == "letterbox":
+        return letterbox(image, size)[0]
+    return cv2.resize(image, size, interpolation=cv2.INTER_CUBIC)
+
+
+def to_tensor(
+    images: list[np.ndarray],
+    *,
+    mean: tuple[float, float, float],
+    std: tuple[float, float, float],
+    layout: str = "nchw",
+    bgr: bool = False,
+    dtype: np.dtype[np.generic] | type = np.float32,
+) -> np.ndarray:
+    """Stack equally sized RGB images into one normalised batch ``(x - mean) / std``.
+
+    ``bgr`` reverses the channel order first; ``layout`` is ``nchw`` or ``nhwc``.
+    A ``uint8`` ``dtype`` feeds raw pixels and ignores ``mean``/``std``.
+    """
+    batch = np.stack(images)
+    if bgr:
+        batch = batch[..., ::-1]
+    if np.dtype(dtype) == np.uint8:
+        out = np.ascontiguousarray(batch)
+    else:
+        scale = np.asarray([1.0 / s for s in std], np.float32)
+        out = (batch.astype(np.float32) - np.asarray(mean, np.float32)) * scale
+    if layout == "nchw":
+        out = out.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(out)
