@@ -43,6 +43,9 @@ def select(
     """
     candidates = scores if allowed is None else np.where(allowed, scores, -np.inf)
     keep = np.flatnonzero(candidates >= score_threshold)
+    if 0 < max_results < keep.size:  # only the best few need sorting; ties with the k-th all stay
+        kth = np.partition(candidates[keep], keep.size - max_results)[keep.size - max_results]
+        keep = keep[candidates[keep] >= kth]
     if keep.size == 0:
         return []
     order = keep[np.lexsort((keep, -candidates[keep]))]

@@ -1,0 +1,81 @@
+"""The streamer command, run as a user runs it: a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def streamer(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streamer", *args], capture_output=True, text=True, timeout=120, cwd=cwd
+    )
+
+
+def test_classify_prints_a_table() -> None:
+    done = streamer("classify", "samples/chelsea.jpg", "samples/coffee.jpg", "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("samples/chelsea.jpg  451x300")
+    assert "tiger cat" in lines[1] or "Egyptian cat" in lines[1] or "tabby" in lines[1]
+    assert any(line.startswith("samples/coffee.jpg") for line in lines)
+    assert "espresso" in done.stdout
+
+
+def test_classify_json(tmp_path: Path) -> None:
+    done = streamer("classify", str(REPO / "samples/coffee.jpg"), "--json", "--top-k", "3", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert set(record) == {"path", "width", "height", "classes", "timings_ms"}
+    assert (record["width"], record["height"]) == (600, 400)
+    assert len(record["classes"]) == 3
+    assert set(record["classes"][0]) == {"class_id", "name", "display_name", "confidence"}
+    assert record["classes"][0]["name"] == "espresso" and record["classes"][0]["confidence"] > 0.9
+    assert set(record["timings_ms"]) == {"preprocess", "inference"}
+
+
+def test_missing_and_unreadable_images_fail_with_one_line_each(tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    done = streamer("classify", str(tmp_path / "gone.jpg"), str(text), "samples/coffee.jpg", "--json")
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if "error" in line]
+    assert errors == [
+        f"streamer: error: image {tmp_path / 'gone.jpg'} does not exist",
+        f"streamer: error: {text} is not an image OpenCV can decode (12 bytes); "
+        "give a PNG, JPEG, BMP, TIFF or WebP file",
+    ]
+    assert json.loads(done.stdout)["classes"][0]["name"] == "espresso", "the good image is still classified"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--top-k", "0"), "max_results = 0"),
+        (("--device", "gpu"), "device = 'gpu' (from command line) is not allowed"),
+        (("--model", "missing.onnx"), "classifier model missing.onnx does not exist"),
+    ],
+)
+def test_bad_options_exit_2(args: tuple[str, ...], message: str) -> None:
+    done = streamer("classify", "samples/coffee.jpg", *args)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_models_list_and_build(tmp_path: Path) -> None:
+    listed = streamer("models", "list", "--cache-dir", str(tmp_path))
+    assert listed.returncode == 0
+    assert "efficientnet-lite0" in listed.stdout and "not built" in listed.stdout
+    built = streamer("models", "build", "efficientnet-lite0", "--cache-dir", str(tmp_path))
+    assert built.returncode == 0, built.stderr
+    assert (tmp_path / "models" / "efficientnet-lite0" / "model.onnx").is_file()
+    relisted = streamer("models", "list", "--cache-dir", str(tmp_path))
+    line = next(line for line in relisted.stdout.splitlines() if line.startswith("efficientnet-lite0"))
+    assert " built " in line

@@ -1,0 +1,73 @@
+"""Preprocessing on hand-made arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streamer.errors import ConfigError, ImageError
+from streamer.vision.preprocess import (
+    RegionOfInterest,
+    check_image,
+    crop_roi,
+    fit,
+    letterbox,
+    resize_center_crop,
+    to_tensor,
+)
+
+
+def test_resize_center_crop_keeps_the_centre() -> None:
+    image = np.zeros((300, 600, 3), np.uint8)
+    image[:, 250:350] = 255  # a white band in the middle
+    out = resize_center_crop(image, (224, 224), 256)
+    assert out.shape == (224, 224, 3)
+    # 600 -> 512 wide, band at 213..299, crop starts at 144: band at 69..155 in the crop
+    assert out[112, 112].tolist() == [255, 255, 255]
+    assert out[112, 10].tolist() == [0, 0, 0]
+
+
+def test_letterbox_offsets_and_grey_padding() -> None:
+    image = np.full((360, 640, 3), 200, np.uint8)
+    canvas, box = letterbox(image, (320, 320))
+    assert canvas.shape == (320, 320, 3)
+    assert (box.scale, box.pad_x, box.pad_y) == (0.5, 0, 70)
+    assert canvas[0, 0].tolist() == [127, 127, 127] and canvas[319, 319].tolist() == [127, 127, 127]
+    assert canvas[70, 0].tolist() == [200, 200, 200] and canvas[249, 319].tolist() == [200, 200, 200]
+
+
+def test_fit_stretch_ignores_aspect() -> None:
+    assert fit(np.zeros((10, 40, 3), np.uint8), (8, 8), "stretch", 8).shape == (8, 8, 3)
+
+
+def test_to_tensor_layouts_and_normalisation() -> None:
+    image = np.zeros((2, 3, 3), np.uint8)
+    image[..., 0], image[..., 1], image[..., 2] = 10, 20, 30
+    nchw = to_tensor([image, image], mean=(10, 10, 10), std=(2, 2, 2))
+    assert nchw.shape == (2, 3, 2, 3) and nchw.dtype == np.float32 and nchw.flags.c_contiguous
+    assert nchw[0, :, 0, 0].tolist() == [0.0, 5.0, 10.0]
+    nhwc = to_tensor([image], mean=(0, 0, 0), std=(1, 1, 1), layout="nhwc", bgr=True)
+    assert nhwc.shape == (1, 2, 3, 3) and nhwc[0, 0, 0].tolist() == [30.0, 20.0, 10.0]
+    raw = to_tensor([image], mean=(5, 5, 5), std=(9, 9, 9), dtype=np.uint8)
+    assert raw.dtype == np.uint8 and raw[0, :, 0, 0].tolist() == [10, 20, 30]
+
+
+def test_crop_roi() -> None:
+    image = np.arange(10 * 20 * 3, dtype=np.uint8).reshape(10, 20, 3)
+    part = crop_roi(image, RegionOfInterest(0.5, 0.0, 1.0, 0.5))
+    assert part.shape == (5, 10, 3) and part[0, 0].tolist() == image[0, 10].tolist()
+    assert crop_roi(image, RegionOfInterest(0.0, 0.0, 0.01, 0.01)).shape == (1, 1, 3), "never empty"
+    assert crop_roi(image, None) is image
+
+
+@pytest.mark.parametrize("values", [(0.5, 0.0, 0.5, 1.0), (-0.1, 0.0, 1.0, 1.0), (0.0, 0.0, 1.0, 1.5)])
+def test_bad_regions(values: tuple[float, float, float, float]) -> None:
+    with pytest.raises(ConfigError, match="region_of_interest"):
+        RegionOfInterest(*values)
+
+
+def test_check_image_names_shape_and_dtype() -> None:
+    with pytest.raises(ImageError, match=r"got shape \[4, 4, 1\] uint8"):
+        check_image(np.zeros((4, 4, 1), np.uint8))
+    with pytest.raises(ImageError, match="got list"):
+        check_image([[1, 2, 3]])
