@@ -107,38 +107,34 @@ def _where(section: int, kind: str) -> str:
 
 def _int(opts: dict[str, str], key: str, default: int, where: str) -> int:
     raw = opts.get(key)
-    if raw is None:
-        return default
     try:
-        return int(raw)
+        return default if raw is None else int(raw)
     except ValueError:
         raise ModelError(f"{where}: {key}={raw!r} is not an integer") from None
 
 
 def _float(opts: dict[str, str], key: str, default: float, where: str) -> float:
     raw = opts.get(key)
-    if raw is None:
-        return default
     try:
-        return float(raw)
+        return default if raw is None else float(raw)
     except ValueError:
         raise ModelError(f"{where}: {key}={raw!r} is not a number") from None
 
 
-def _int_list(opts: dict[str, str], key: str, where: str) -> list[int]:
-    raw = opts.get(key, "")
-    try:
-        return [int(part) for part in raw.split(",") if part.strip()]
-    except ValueError:
-        raise ModelError(f"{where}: {key}={raw!r} is not a list of integers") from None
-
-
-def _float_list(opts: dict[str, str], key: str, where: str) -> list[float]:
+def _numbers(opts: dict[str, str], key: str, where: str) -> list[float]:
+    """A comma-separated list option; callers that need integers check with ``_ints``."""
     raw = opts.get(key, "")
     try:
         return [float(part) for part in raw.split(",") if part.strip()]
     except ValueError:
         raise ModelError(f"{where}: {key}={raw!r} is not a list of numbers") from None
+
+
+def _ints(opts: dict[str, str], key: str, where: str) -> list[int]:
+    values = _numbers(opts, key, where)
+    if any(v != int(v) for v in values):
+        raise ModelError(f"{where}: {key}={opts.get(key)!r} is not a list of integers")
+    return [int(v) for v in values]
 
 
 def _reject(opts: dict[str, str], where: str, keys: dict[str, str]) -> None:
@@ -224,7 +220,7 @@ def _plan(sections: list[dict[str, str]]) -> tuple[tuple[int, int, int], list[_L
         elif kind == "route":
             _reject(opts, where, {"groups": "1", "group_id": "0"})
             sources = []
-            for index in _int_list(opts, "layers", where):
+            for index in _ints(opts, "layers", where):
                 source = index + len(layers) if index < 0 else index
                 if not 0 <= source < len(layers):
                     raise ModelError(
@@ -245,8 +241,8 @@ def _plan(sections: list[dict[str, str]]) -> tuple[tuple[int, int, int], list[_L
             _reject(opts, where, {"new_coords": "0"})
             classes = _int(opts, "classes", 20, where)
             num = _int(opts, "num", 1, where)
-            mask = _int_list(opts, "mask", where) if "mask" in opts else list(range(num))
-            values = _float_list(opts, "anchors", where)
+            mask = _ints(opts, "mask", where) if "mask" in opts else list(range(num))
+            values = _numbers(opts, "anchors", where)
             if len(values) != 2 * num or any(not 0 <= m < num for m in mask) or not mask:
                 raise ModelError(f"{where}: anchors/mask do not match num={num}")
             if c != len(mask) * (5 + classes):
