@@ -2,7 +2,8 @@
 
 ::
 
-    streamer classify IMAGE... [--top-k N] [--json]
+    streamer classify IMAGE... [--detect] [--top-k N] [--json]
+    streamer draw IMAGE -o OUT.png
     streamer models list
     streamer models build [NAME...] [--force]
 
@@ -22,12 +23,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
+
 from streamer.config import Config, load_config
-from streamer.errors import StreamerError
+from streamer.errors import ImageError, StreamerError
 from streamer.models import zoo
 from streamer.results import FrameResult
 from streamer.sources.images import read_image
-from streamer.tasks import Classifier
+from streamer.tasks import STAGES, Classifier
+from streamer.vision.draw import draw_result, object_label
 
 __all__ = ["main"]
 
@@ -43,13 +47,26 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--log-level", help="debug | info | warning | error")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    classify = commands.add_parser("classify", parents=[common], help="classify image files")
+    stages = argparse.ArgumentParser(add_help=False)
+    stages.add_argument("--top-k", type=int, dest="max_results", help="classes to show per image or object")
+    stages.add_argument("--threshold", type=float, dest="score_threshold", help="minimum class confidence")
+    stages.add_argument("--locale", dest="display_names_locale", help="display names locale")
+    stages.add_argument("--model", help="classifier: embedded model name or .onnx path")
+    stages.add_argument("--detector", help="detector: embedded model name or .onnx path")
+    stages.add_argument("--stages", choices=STAGES, help="classify | detect | cascade")
+    stages.add_argument(
+        "--detect", action="store_const", const="cascade", dest="stages", help="detect objects, classify each"
+    )
+
+    classify = commands.add_parser("classify", parents=[common, stages], help="classify image files")
     classify.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
-    classify.add_argument("--top-k", type=int, dest="max_results", help="classes to show per image")
-    classify.add_argument("--threshold", type=float, dest="score_threshold", help="minimum confidence")
-    classify.add_argument("--locale", dest="display_names_locale", help="display names locale")
-    classify.add_argument("--model", help="embedded model name or .onnx path")
     classify.add_argument("--json", action="store_true", help="one JSON object per image")
+
+    draw = commands.add_parser(
+        "draw", parents=[common, stages], help="draw boxes and labels on an image (default stages: cascade)"
+    )
+    draw.add_argument("image", type=Path, metavar="IMAGE")
+    draw.add_argument("-o", "--output", type=Path, required=True, help="where to write the picture (PNG, JPEG)")
 
     models = commands.add_parser("models", help="embedded default models")
     models_commands = models.add_subparsers(dest="models_command", required=True)
@@ -69,6 +86,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "score_threshold": "classifier.score_threshold",
         "display_names_locale": "classifier.display_names_locale",
         "model": "classifier.model",
+        "detector": "detector.model",
+        "stages": "stages",
     }
     return {key: getattr(args, attr) for attr, key in keys.items() if getattr(args, attr, None) is not None}
 
@@ -86,6 +105,9 @@ def _table(path: Path, result: FrameResult) -> str:
     ]
     if result.values:
         lines.append("  values: " + ", ".join(f"{v:.4f}" for v in result.values))
+    for obj in result.objects:
+        box = ", ".join(f"{v:.0f}" for v in obj.box)
+        lines.append(f"  [{box}]  {object_label(obj)}")
     return "\n".join(lines)
 
 
@@ -100,19 +122,31 @@ def _classify(args: argparse.Namespace, config: Config) -> int:
                 failures += 1
                 continue
             if args.json:
-                record = {
-                    "path": str(path),
-                    "width": result.width,
-                    "height": result.height,
-                    "classes": [c.to_dict() for c in result.classes],
-                    "timings_ms": {k: round(v, 3) for k, v in result.timings_ms.items()},
-                }
-                if result.values:
-                    record["values"] = list(result.values)
+                wire = result.to_dict()
+                record = {"path": str(path), **{k: wire[k] for k in ("width", "height", "classes", "timings_ms")}}
+                if classifier.detector is not None:
+                    record["objects"] = wire["objects"]
+                if "values" in wire:
+                    record["values"] = wire["values"]
                 print(json.dumps(record), flush=True)
             else:
                 print(_table(path, result), flush=True)
     return 1 if failures else 0
+
+
+def _draw(args: argparse.Namespace, config: Config) -> int:
+    image = read_image(args.image)
+    stages = args.stages or "cascade"  # a picture of boxes unless told otherwise
+    with Classifier.create_from_options(config.classifier_options(stages=stages)) as classifier:
+        result = classifier.classify(image)
+    picture = cv2.cvtColor(draw_result(image, result), cv2.COLOR_RGB2BGR)
+    ok, encoded = cv2.imencode(args.output.suffix or ".png", picture)
+    if not ok:
+        raise ImageError(f"cannot encode {args.output}; use a .png or .jpg name")
+    args.output.write_bytes(encoded.tobytes())
+    print(_table(args.image, result))
+    print(f"wrote {args.output}")
+    return 0
 
 
 def _models(args: argparse.Namespace, config: Config) -> int:
@@ -138,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=config["log_level"].upper(), format="streamer: %(message)s", stream=sys.stderr)
         if args.command == "classify":
             return _classify(args, config)
+        if args.command == "draw":
+            return _draw(args, config)
         return _models(args, config)
     except StreamerError as exc:
         print(f"streamer: error: {exc}", file=sys.stderr)

@@ -13,14 +13,23 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from streamer.errors import ConfigError, InputNotFoundError
 from streamer.models.engine import DEVICES
-from streamer.models.spec import COLORS, HEADS, LAYOUTS, NORMALIZATIONS, RESIZES, ClassifierModel
-from streamer.tasks import ClassifierOptions, RunningMode
+from streamer.models.spec import (
+    COLORS,
+    FAMILIES,
+    HEADS,
+    LAYOUTS,
+    NORMALIZATIONS,
+    RESIZES,
+    ClassifierModel,
+    DetectorModel,
+)
+from streamer.tasks import DEFAULT_CLASSIFIER, DEFAULT_DETECTOR, STAGES, ClassifierOptions, RunningMode
 from streamer.vision.preprocess import RegionOfInterest
 
 __all__ = ["ENV_PREFIX", "SCHEMA", "Config", "load_config"]
@@ -29,11 +38,12 @@ ENV_PREFIX = "STREAMER_"
 #: variables with the prefix that are not configuration keys.
 ENV_IGNORED = frozenset({"STREAMER_REQUIRE_ALL", "STREAMER_CONFIG"})
 LOG_LEVELS = ("debug", "info", "warning", "error")
+_Declaration = TypeVar("_Declaration", ClassifierModel, DetectorModel)
 
 
 @dataclass(frozen=True)
 class Kind:
-    """A value's type: ``base`` is str, int or float; ``count`` is 0 for a scalar,
+    """A value's type: ``base`` is str, int, float or bool; ``count`` is 0 for a scalar,
     -1 for a list of any length, n for exactly n items."""
 
     base: type
@@ -50,42 +60,73 @@ class Kind:
 
 _STR, _INT, _FLOAT = Kind(str), Kind(int), Kind(float)
 
+_OPTIONAL_STR = Kind(str, optional=True)
+_TRIPLE = Kind(float, 3, optional=True)
+_NAMES = Kind(str, -1)
+
 SCHEMA: dict[str, dict[str, Kind]] = {
     "": {
         "device": Kind(str, choices=DEVICES),
-        "cache_dir": Kind(str, optional=True),
+        "cache_dir": _OPTIONAL_STR,
         "log_level": Kind(str, choices=LOG_LEVELS),
+        "stages": Kind(str, choices=STAGES),
+        "region_of_interest": Kind(float, 4, optional=True),
     },
     "classifier": {
         "model": _STR,
-        "labels": Kind(str, optional=True),
+        "labels": _OPTIONAL_STR,
         "input_size": Kind(int, 2, optional=True),
         "resize": Kind(str, choices=RESIZES, optional=True),
         "resize_shorter": Kind(int, optional=True),
         "normalization": Kind(str, choices=tuple(NORMALIZATIONS), optional=True),
-        "mean": Kind(float, 3, optional=True),
-        "std": Kind(float, 3, optional=True),
+        "mean": _TRIPLE,
+        "std": _TRIPLE,
         "layout": Kind(str, choices=LAYOUTS, optional=True),
         "color": Kind(str, choices=COLORS, optional=True),
         "head": Kind(str, choices=HEADS, optional=True),
         "max_results": _INT,
         "score_threshold": _FLOAT,
-        "category_allowlist": Kind(str, -1),
-        "category_denylist": Kind(str, -1),
-        "display_names_locale": Kind(str, optional=True),
-        "region_of_interest": Kind(float, 4, optional=True),
+        "category_allowlist": _NAMES,
+        "category_denylist": _NAMES,
+        "display_names_locale": _OPTIONAL_STR,
+    },
+    "detector": {
+        "model": _STR,
+        "labels": _OPTIONAL_STR,
+        "family": Kind(str, choices=FAMILIES, optional=True),
+        "input_size": Kind(int, 2, optional=True),
+        "normalization": Kind(str, choices=tuple(NORMALIZATIONS), optional=True),
+        "mean": _TRIPLE,
+        "std": _TRIPLE,
+        "layout": Kind(str, choices=LAYOUTS, optional=True),
+        "color": Kind(str, choices=COLORS, optional=True),
+        "pad_value": Kind(int, optional=True),
+        "confidence": Kind(float, optional=True),
+        "iou": Kind(float, optional=True),
+        "max_detections": Kind(int, optional=True),
+        "min_box_size": Kind(float, optional=True),
+        "normalized_boxes": Kind(bool, optional=True),
+        "object_allowlist": _NAMES,
+        "object_denylist": _NAMES,
+        "cascade_classes": _NAMES,
+        "crop_margin": _FLOAT,
     },
 }
 
 DEFAULTS: dict[str, Any] = {
     "device": "auto",
-    "cache_dir": None,
     "log_level": "info",
-    "classifier.model": "efficientnet-lite0",
+    "stages": "classify",
+    "classifier.model": DEFAULT_CLASSIFIER,
     "classifier.max_results": 5,
     "classifier.score_threshold": 0.0,
     "classifier.category_allowlist": (),
     "classifier.category_denylist": (),
+    "detector.model": DEFAULT_DETECTOR,
+    "detector.object_allowlist": (),
+    "detector.object_denylist": (),
+    "detector.cascade_classes": (),
+    "detector.crop_margin": 0.1,
 }
 
 
@@ -93,6 +134,12 @@ def _scalar(key: str, raw: Any, kind: Kind, origin: str) -> Any:
     def bad(why: str) -> ConfigError:
         return ConfigError(f"{key} = {raw!r} ({origin}) {why}; expected {kind.describe()}")
 
+    if kind.base is bool:
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return raw.lower() in ("true", "1", "yes")
+        raise bad("is not a boolean")
     if kind.base is int:
         if isinstance(raw, (bool, float)):
             raise bad("is not an integer")
@@ -186,41 +233,37 @@ class Config:
     def cache_dir(self) -> Path | None:
         return Path(self["cache_dir"]).expanduser() if self["cache_dir"] else None
 
+    def _declaration(self, section: str, cls: type[_Declaration]) -> _Declaration:
+        return cls(**{f.name: self[f"{section}.{f.name}"] for f in fields(cls)})
+
     def classifier_model(self) -> ClassifierModel:
-        fields = {
-            name: self[f"classifier.{name}"]
-            for name in (
-                "model",
-                "labels",
-                "input_size",
-                "resize",
-                "resize_shorter",
-                "normalization",
-                "mean",
-                "std",
-                "layout",
-                "color",
-                "head",
-            )
-        }
-        return ClassifierModel(**fields)
+        return self._declaration("classifier", ClassifierModel)
+
+    def detector_model(self) -> DetectorModel:
+        return self._declaration("detector", DetectorModel)
 
     def classifier_options(self, running_mode: RunningMode = RunningMode.IMAGE, **extra: Any) -> ClassifierOptions:
-        """Options for :class:`~streamer.tasks.Classifier`; ``extra`` sets fields not in the config."""
-        roi = self["classifier.region_of_interest"]
-        return ClassifierOptions(
-            model=self.classifier_model(),
-            running_mode=running_mode,
-            max_results=self["classifier.max_results"],
-            score_threshold=self["classifier.score_threshold"],
-            category_allowlist=tuple(self["classifier.category_allowlist"]),
-            category_denylist=tuple(self["classifier.category_denylist"]),
-            display_names_locale=self["classifier.display_names_locale"],
-            region_of_interest=RegionOfInterest(*roi) if roi else None,
-            device=self["device"],
-            cache_dir=self.cache_dir,
-            **extra,
-        )
+        """Options for :class:`~streamer.tasks.Classifier`; ``extra`` overrides or adds fields."""
+        roi = self["region_of_interest"]
+        values: dict[str, Any] = {
+            "model": self.classifier_model(),
+            "detector": self.detector_model(),
+            "stages": self["stages"],
+            "running_mode": running_mode,
+            "max_results": self["classifier.max_results"],
+            "score_threshold": self["classifier.score_threshold"],
+            "category_allowlist": tuple(self["classifier.category_allowlist"]),
+            "category_denylist": tuple(self["classifier.category_denylist"]),
+            "object_allowlist": tuple(self["detector.object_allowlist"]),
+            "object_denylist": tuple(self["detector.object_denylist"]),
+            "cascade_classes": tuple(self["detector.cascade_classes"]),
+            "crop_margin": self["detector.crop_margin"],
+            "display_names_locale": self["classifier.display_names_locale"],
+            "region_of_interest": RegionOfInterest(*roi) if roi else None,
+            "device": self["device"],
+            "cache_dir": self.cache_dir,
+        }
+        return ClassifierOptions(**{**values, **extra})
 
 
 def load_config(

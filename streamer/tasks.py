@@ -1,12 +1,15 @@
-"""The Classifier task: options, running modes, and IMAGE-mode classification.
+"""The Classifier task: options, stages, running modes.
 
 Call order::
 
-    options = ClassifierOptions(max_results=3)          # validated here
-    with Classifier.create_from_options(options) as c:  # model built/loaded, checked
+    options = ClassifierOptions(stages="cascade")       # validated here
+    with Classifier.create_from_options(options) as c:  # models built/loaded, checked
         result = c.classify(rgb_image)                  # IMAGE mode
 
-Images are ``[height, width, 3]`` ``uint8`` RGB arrays.
+``stages`` picks what runs on each frame: ``classify`` (the whole frame),
+``detect`` (objects only) or ``cascade`` (objects, then each object's crop
+classified, all crops of a frame in one batch). Images are
+``[height, width, 3]`` ``uint8`` RGB arrays.
 """
 
 from __future__ import annotations
@@ -20,24 +23,27 @@ from types import TracebackType
 
 import numpy as np
 
-from streamer.errors import ConfigError, InputNotFoundError, ModelError, RunningModeError
-from streamer.models import zoo
-from streamer.models.engine import DEVICES, Engine
-from streamer.models.labels import load_display_names, load_labels
-from streamer.models.spec import ClassifierModel, normalization_constants
-from streamer.results import Category, FrameResult
-from streamer.vision.postprocess import apply_head, select
-from streamer.vision.preprocess import (
-    RegionOfInterest,
-    check_image,
-    crop_roi,
-    fit,
-    to_tensor,
-)
+from streamer.errors import ConfigError, RunningModeError
+from streamer.models.classifier import ClassifierStage, class_mask
+from streamer.models.detector import DetectorStage
+from streamer.models.engine import DEVICES
+from streamer.models.spec import ClassifierModel, DetectorModel
+from streamer.results import Category, Detection, FrameResult
+from streamer.vision.preprocess import RegionOfInterest, check_image, crop_box, roi_pixels
 
-__all__ = ["DEFAULT_CLASSIFIER", "Classifier", "ClassifierOptions", "ResultCallback", "RunningMode"]
+__all__ = [
+    "DEFAULT_CLASSIFIER",
+    "DEFAULT_DETECTOR",
+    "STAGES",
+    "Classifier",
+    "ClassifierOptions",
+    "ResultCallback",
+    "RunningMode",
+]
 
 DEFAULT_CLASSIFIER = "efficientnet-lite0"
+DEFAULT_DETECTOR = "yolov3-tiny"
+STAGES = ("classify", "detect", "cascade")
 
 #: LIVE_STREAM callback: ``(result, image, timestamp_ms)``.
 ResultCallback = Callable[[FrameResult, np.ndarray, int], None]
@@ -51,26 +57,44 @@ class RunningMode(enum.Enum):
     LIVE_STREAM = "live_stream"
 
 
+def _exclusive(allow: tuple[str, ...], deny: tuple[str, ...], prefix: str) -> None:
+    if allow and deny:
+        raise ConfigError(
+            f"{prefix}_allowlist and {prefix}_denylist are both set; they are mutually exclusive, keep one"
+        )
+
+
 @dataclass(frozen=True, kw_only=True)
 class ClassifierOptions:
     """Everything a :class:`Classifier` needs; validated on creation.
 
-    ``max_results`` ``None`` keeps every class over ``score_threshold``.
-    ``category_allowlist`` / ``category_denylist`` hold class names and are
-    mutually exclusive. ``display_names_locale`` picks ``labels.<locale>.txt``
+    ``stages``: ``classify``, ``detect`` or ``cascade`` (see the module).
+    ``model`` is the classifier, ``detector`` the detector; each is loaded only
+    if ``stages`` uses it. ``max_results`` ``None`` keeps every class over
+    ``score_threshold``. ``category_*list`` filter the classifier's classes,
+    ``object_*list`` the detector's; each pair is mutually exclusive.
+    ``cascade_classes`` names the detector classes whose crops are classified
+    (empty: all); ``crop_margin`` widens each crop by that fraction of the box
+    on every side. ``display_names_locale`` picks ``labels.<locale>.txt``
     beside the class-names file (``None``: display names are the names).
-    ``region_of_interest`` (normalised) is classified instead of the whole
-    image. ``result_callback`` is required in LIVE_STREAM mode and refused in
-    the others. ``cache_dir`` ``None`` means ``$STREAMER_CACHE_DIR`` or
-    ``~/.cache/streamer``.
+    ``region_of_interest`` (normalised) is processed instead of the whole
+    image; boxes stay in whole-image pixels. ``result_callback`` is required in
+    LIVE_STREAM mode and refused in the others. ``cache_dir`` ``None`` means
+    ``$STREAMER_CACHE_DIR`` or ``~/.cache/streamer``.
     """
 
     model: ClassifierModel = field(default_factory=lambda: ClassifierModel(model=DEFAULT_CLASSIFIER))
+    detector: DetectorModel = field(default_factory=lambda: DetectorModel(model=DEFAULT_DETECTOR))
+    stages: str = "classify"
     running_mode: RunningMode = RunningMode.IMAGE
     max_results: int | None = 5
     score_threshold: float = 0.0
     category_allowlist: tuple[str, ...] = ()
     category_denylist: tuple[str, ...] = ()
+    object_allowlist: tuple[str, ...] = ()
+    object_denylist: tuple[str, ...] = ()
+    cascade_classes: tuple[str, ...] = ()
+    crop_margin: float = 0.1
     display_names_locale: str | None = None
     region_of_interest: RegionOfInterest | None = None
     result_callback: ResultCallback | None = None
@@ -80,14 +104,18 @@ class ClassifierOptions:
     def __post_init__(self) -> None:
         if not isinstance(self.running_mode, RunningMode):
             raise ConfigError(f"running_mode = {self.running_mode!r}; use RunningMode.IMAGE, VIDEO or LIVE_STREAM")
+        if self.stages not in STAGES:
+            raise ConfigError(f"stages = {self.stages!r} is not allowed; use one of: {', '.join(STAGES)}")
         if self.max_results is not None and (not isinstance(self.max_results, int) or self.max_results < 1):
             raise ConfigError(f"max_results = {self.max_results!r}; expected an integer >= 1, or None for all")
         if not 0.0 <= self.score_threshold <= 1.0:
             raise ConfigError(f"score_threshold = {self.score_threshold!r}; expected a number in [0, 1]")
-        if self.category_allowlist and self.category_denylist:
-            raise ConfigError(
-                "category_allowlist and category_denylist are both set; they are mutually exclusive, keep one"
-            )
+        _exclusive(self.category_allowlist, self.category_denylist, "category")
+        _exclusive(self.object_allowlist, self.object_denylist, "object")
+        if self.cascade_classes and self.stages != "cascade":
+            raise ConfigError(f"cascade_classes is set but stages = {self.stages!r}; use stages = 'cascade'")
+        if not 0.0 <= self.crop_margin <= 1.0:
+            raise ConfigError(f"crop_margin = {self.crop_margin!r}; expected a fraction of the box in [0, 1]")
         if self.device not in DEVICES:
             raise ConfigError(f"device = {self.device!r} is not allowed; use one of: {', '.join(DEVICES)}")
         live = self.running_mode is RunningMode.LIVE_STREAM
@@ -99,120 +127,61 @@ class ClassifierOptions:
             )
 
 
-def _resolve_files(model: ClassifierModel, cache_dir: Path | None) -> tuple[ClassifierModel, Path, Path | None]:
-    """The declaration with defaults filled, the ONNX path, the class-names path."""
-    if model.model in zoo.EMBEDDED:
-        entry = zoo.embedded(model.model)
-        if entry.task != "classifier":
-            raise ConfigError(f"classifier.model = {model.model!r} is a {entry.task}, not a classifier")
-        built = zoo.build(model.model, cache_dir)
-        labels = Path(model.labels).expanduser() if model.labels else built.labels_path
-        return model.with_defaults(entry.declaration), built.onnx_path, labels
-    path = Path(model.model).expanduser()
-    if not path.is_file():
-        raise InputNotFoundError(
-            f"classifier model {path} does not exist; give an .onnx file or one of the "
-            f"embedded models: {', '.join(n for n, m in zoo.EMBEDDED.items() if m.task == 'classifier')}"
-        )
-    return model.with_defaults({}), path, Path(model.labels).expanduser() if model.labels else None
-
-
-def _check_input(engine: Engine, model: ClassifierModel) -> tuple[int, int]:
-    """Check the model's input against the declaration; return (width, height)."""
-    shape = engine.input.shape
-    where = f"{engine.path}: input {engine.input.name!r} has shape {list(shape)}"
-    if len(shape) != 4:
-        raise ModelError(f"{where}; expected rank 4 ({model.layout}: batch, ...)")
-    channels, height, width = (
-        (shape[1], shape[2], shape[3]) if model.layout == "nchw" else (shape[3], shape[1], shape[2])
-    )
-    if isinstance(channels, int) and channels != 3:
-        other = "nhwc" if model.layout == "nchw" else "nchw"
-        raise ModelError(f"{where}, which is not {model.layout} with 3 channels; is layout = {other!r}?")
-    declared = model.input_size
-    static = (width, height) if isinstance(width, int) and isinstance(height, int) else None
-    if declared is not None and static is not None and tuple(declared) != static:
-        raise ModelError(f"{where}; input_size = {list(declared)} contradicts it (expected {list(static)})")
-    size = declared or static
-    if size is None:
-        raise ConfigError(f"{where} with dynamic height/width; set classifier.input_size = [width, height]")
-    if engine.input.dtype == np.uint8 and model.normalization not in (None, "none"):
-        raise ModelError(f"{where} of type uint8, which takes raw pixels; set normalization = 'none'")
-    return int(size[0]), int(size[1])
-
-
 class Classifier:
-    """Classifies images with one ONNX model. Build with :meth:`create_from_options`."""
+    """Detects and/or classifies images with ONNX models. Build with :meth:`create_from_options`."""
 
     def __init__(self, options: ClassifierOptions, *, _token: object = None) -> None:
         if _token is not _CREATE:
             raise TypeError("use Classifier.create_from_options(options) or create_from_model_path(path)")
-        self.options = options
-        declaration, onnx_path, labels_path = _resolve_files(options.model, options.cache_dir)
-        self.declaration = declaration
-        self._engine = Engine(onnx_path, device=options.device)
-        self.input_size = _check_input(self._engine, declaration)
-        self._mean, self._std = normalization_constants(declaration.normalization, declaration.mean, declaration.std)
-        self._shorter = declaration.resize_shorter or round(min(self.input_size) / 0.875)
-        outputs = self._engine.run(self._batch([np.zeros((*self.input_size[::-1], 3), np.uint8)]))
-        count = int(np.prod(outputs[0].shape[1:]))
-        if labels_path is not None:
-            self.names = load_labels(labels_path)
-            if len(self.names) != count and declaration.head != "regression":
-                raise ModelError(
-                    f"class-names file {labels_path} has {len(self.names)} names but model "
-                    f"{onnx_path} outputs {count} scores; they must match"
-                )
-        else:
-            self.names = [str(i) for i in range(count)]
-        self.display_names = load_display_names(labels_path, self.names, options.display_names_locale)
-        self._allowed = self._category_mask()
+        self.options = o = options
+        self.detector: DetectorStage | None = None
+        self.classifier: ClassifierStage | None = None
+        if o.stages != "classify":
+            self.detector = DetectorStage(
+                o.detector,
+                device=o.device,
+                cache_dir=o.cache_dir,
+                allowlist=o.object_allowlist,
+                denylist=o.object_denylist,
+            )
+        if o.stages != "detect":
+            self.classifier = ClassifierStage(
+                o.model,
+                device=o.device,
+                cache_dir=o.cache_dir,
+                locale=o.display_names_locale,
+                allowlist=o.category_allowlist,
+                denylist=o.category_denylist,
+                max_results=o.max_results,
+                score_threshold=o.score_threshold,
+            )
+        if self.detector is not None and self.classifier is not None and self.classifier.regression:
+            raise ConfigError(
+                "a regression head gives values, not classes, so it cannot label objects; "
+                "use stages = 'classify' for it"
+            )
+        self._second_stage: np.ndarray | None = None
+        if self.detector is not None and o.cascade_classes:
+            self._second_stage = class_mask(self.detector.names, o.cascade_classes, (), "cascade_classes")
         self._closed = False
 
     @classmethod
     def create_from_options(cls, options: ClassifierOptions) -> Classifier:
-        """Build (or load from cache) the model, check it against ``options``, warm it up."""
+        """Build (or load from cache) the models, check them against ``options``, warm them up."""
         return cls(options, _token=_CREATE)
 
     @classmethod
     def create_from_model_path(cls, path: str | Path) -> Classifier:
-        """A classifier in IMAGE mode for an embedded model name or an ``.onnx`` path, with defaults."""
+        """A whole-frame classifier in IMAGE mode for an embedded model name or an ``.onnx`` path."""
         return cls.create_from_options(ClassifierOptions(model=ClassifierModel(model=str(path))))
 
     @property
     def provider(self) -> str:
-        """The execution provider the session runs on, e.g. ``CPUExecutionProvider``."""
-        return self._engine.provider
-
-    def _category_mask(self) -> np.ndarray | None:
-        wanted = self.options.category_allowlist or self.options.category_denylist
-        if not wanted:
-            return None
-        unknown = sorted(set(wanted) - set(self.names))
-        if unknown:
-            which = "category_allowlist" if self.options.category_allowlist else "category_denylist"
-            raise ConfigError(f"{which} names classes the model does not have: {', '.join(map(repr, unknown[:10]))}")
-        listed = np.isin(np.asarray(self.names, dtype=object), list(wanted))
-        return listed if self.options.category_allowlist else ~listed
-
-    def _batch(self, crops: list[np.ndarray]) -> np.ndarray:
-        return to_tensor(
-            crops,
-            mean=self._mean,
-            std=self._std,
-            layout=self.declaration.layout or "nchw",
-            bgr=self.declaration.color == "bgr",
-            dtype=self._engine.input.dtype,
-        )
-
-    def _categories(self, scores: np.ndarray) -> tuple[Category, ...]:
-        chosen = select(
-            scores,
-            max_results=self.options.max_results or 0,
-            score_threshold=self.options.score_threshold,
-            allowed=self._allowed,
-        )
-        return tuple(Category(i, self.names[i], self.display_names[i], min(max(s, 0.0), 1.0)) for i, s in chosen)
+        """The execution provider the models run on, e.g. ``CPUExecutionProvider``."""
+        stage = self.classifier or self.detector
+        if stage is None:
+            raise RunningModeError("this classifier is closed; create a new one")
+        return stage.engine.provider
 
     def _require(self, mode: RunningMode, method: str) -> None:
         if self._closed:
@@ -224,29 +193,85 @@ class Classifier:
             )
 
     def classify(self, image: np.ndarray, *, region_of_interest: RegionOfInterest | None = None) -> FrameResult:
-        """Classify one RGB image (IMAGE mode). ``region_of_interest`` overrides the option's."""
+        """Process one RGB image (IMAGE mode). ``region_of_interest`` overrides the option's."""
         self._require(RunningMode.IMAGE, "classify")
-        image = check_image(image)
-        start = time.perf_counter()
-        region = crop_roi(image, region_of_interest or self.options.region_of_interest)
-        batch = self._batch([fit(region, self.input_size, self.declaration.resize or "crop", self._shorter)])
-        ready = time.perf_counter()
-        raw = self._engine.run(batch)[0]
-        done = time.perf_counter()
-        scores = apply_head(raw, self.declaration.head or "softmax")[0]
-        regression = self.declaration.head == "regression"
-        return FrameResult(
-            width=image.shape[1],
-            height=image.shape[0],
-            classes=() if regression else self._categories(scores),
-            values=tuple(float(v) for v in scores) if regression else (),
-            timings_ms={"preprocess": (ready - start) * 1e3, "inference": (done - ready) * 1e3},
-        )
+        return self._process([check_image(image)], region_of_interest or self.options.region_of_interest)[0]
+
+    def _process(self, images: list[np.ndarray], roi: RegionOfInterest | None) -> list[FrameResult]:
+        """Run the stages on a batch of frames: one detector run, one classifier run for all crops."""
+        timings = {"preprocess": 0.0, "inference": 0.0}  # inference: the model runs and their decoding
+        clock = time.perf_counter()
+
+        def lap(key: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[key] += (now - clock) * 1e3
+            clock = now
+
+        offsets = [roi_pixels(image.shape, roi) for image in images]
+        regions = [image[y1:y2, x1:x2] for image, (x1, y1, x2, y2) in zip(images, offsets, strict=True)]
+        objects: list[list[Detection]] = [[] for _ in images]
+        crops: list[np.ndarray] = []
+        owners: list[tuple[int, int]] = []  # (frame, object) of each crop
+        if self.detector is not None:
+            tensor, boxes = self.detector.prepare(regions)
+            lap("preprocess")
+            outputs = self.detector.run(tensor)
+            lap("inference")
+            for i, region in enumerate(regions):
+                found = self.detector.decode(outputs, i, boxes[i], (region.shape[1], region.shape[0]))
+                dx, dy = offsets[i][0], offsets[i][1]
+                for box, score, class_id in zip(found.boxes, found.scores, found.class_ids, strict=True):
+                    objects[i].append(
+                        Detection(
+                            (float(box[0] + dx), float(box[1] + dy), float(box[2] + dx), float(box[3] + dy)),
+                            int(class_id),
+                            self.detector.names[int(class_id)],
+                            float(score),
+                        )
+                    )
+                    if self.classifier is not None and (self._second_stage is None or self._second_stage[class_id]):
+                        crop = crop_box(region, box, self.options.crop_margin)
+                        if crop is not None:
+                            crops.append(self.classifier.fit(crop))
+                            owners.append((i, len(objects[i]) - 1))
+            lap("inference")
+        elif self.classifier is not None:
+            crops = [self.classifier.fit(region) for region in regions]
+            owners = [(i, -1) for i in range(len(regions))]
+        frame_classes: list[tuple[Category, ...]] = [() for _ in images]
+        frame_values: list[tuple[float, ...]] = [() for _ in images]
+        if self.classifier is not None and crops:
+            lap("preprocess")
+            scores = self.classifier.scores(crops)
+            lap("inference")
+            for (i, j), row in zip(owners, scores, strict=True):
+                if j < 0 and self.classifier.regression:
+                    frame_values[i] = tuple(float(v) for v in row)
+                elif j < 0:
+                    frame_classes[i] = self.classifier.categories(row)
+                else:
+                    obj = objects[i][j]
+                    objects[i][j] = Detection(
+                        obj.box, obj.class_id, obj.name, obj.confidence, self.classifier.categories(row)
+                    )
+            lap("inference")
+        return [
+            FrameResult(
+                width=image.shape[1],
+                height=image.shape[0],
+                classes=frame_classes[i],
+                objects=tuple(objects[i]),
+                values=frame_values[i],
+                timings_ms=dict(timings),
+            )
+            for i, image in enumerate(images)
+        ]
 
     def close(self) -> None:
-        """Release the model; later calls raise :class:`RunningModeError`."""
+        """Release the models; later calls raise :class:`RunningModeError`."""
         self._closed = True
-        self._engine = None  # type: ignore[assignment]
+        self.detector = self.classifier = None
 
     def __enter__(self) -> Classifier:
         return self

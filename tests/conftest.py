@@ -12,6 +12,7 @@ from onnx import TensorProto, helper
 from skimage import data
 
 from streamer.models import zoo
+from streamer.sources.images import read_image
 from streamer.tasks import Classifier, ClassifierOptions
 
 
@@ -46,6 +47,15 @@ def chelsea() -> np.ndarray:
 @pytest.fixture(scope="session")
 def coffee() -> np.ndarray:
     return data.coffee()
+
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+@pytest.fixture(scope="session")
+def collage() -> np.ndarray:
+    """samples/collage.jpg: four real photographs in a 2x2 grid, a cup, a motorbike, a person, a cat."""
+    return read_image(SAMPLES / "collage.jpg")
 
 
 def channel_mean_model(path: Path, *, layout: str = "nchw", size: int = 4, dtype: int = TensorProto.FLOAT) -> Path:

@@ -79,3 +79,30 @@ def test_models_list_and_build(tmp_path: Path) -> None:
     relisted = streamer("models", "list", "--cache-dir", str(tmp_path))
     line = next(line for line in relisted.stdout.splitlines() if line.startswith("efficientnet-lite0"))
     assert " built " in line
+
+
+def test_classify_detect_json_has_objects_with_classes() -> None:
+    done = streamer("classify", "--detect", "samples/coffee.jpg", "--json", "--top-k", "2")
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    cup = record["objects"][0]
+    assert cup["name"] == "cup" and cup["confidence"] > 0.5
+    assert len(cup["box"]) == 4 and cup["classes"][0]["name"] == "espresso" and len(cup["classes"]) == 2
+
+
+def test_draw_writes_the_picture_with_boxes(tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    out = tmp_path / "drawn.png"
+    done = streamer("draw", "samples/coffee.jpg", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "cup" in done.stdout and f"wrote {out}" in done.stdout
+    drawn = cv2.imread(str(out))
+    source = cv2.imread(str(REPO / "samples/coffee.jpg"))
+    assert drawn.shape == source.shape
+    changed = np.any(drawn.astype(int) - source.astype(int) != 0, axis=2)
+    # the box edges are drawn: the cup's left edge column is changed over most of the box height
+    ys, xs = np.nonzero(changed)
+    assert changed.mean() < 0.2, "only boxes and labels are drawn"
+    assert xs.min() < 160 < xs.max() and ys.max() > 290

@@ -38,7 +38,7 @@ def test_precedence_file_then_environment_then_cli(tmp_path: Path) -> None:
 def test_environment_lists_and_regions(tmp_path: Path) -> None:
     env = {
         "STREAMER_CLASSIFIER_CATEGORY_ALLOWLIST": "tabby, tiger cat",
-        "STREAMER_CLASSIFIER_REGION_OF_INTEREST": "0,0.1,0.5,1",
+        "STREAMER_REGION_OF_INTEREST": "0,0.1,0.5,1",
         "STREAMER_CACHE_DIR": str(tmp_path),
         "STREAMER_REQUIRE_ALL": "1",
     }
@@ -75,7 +75,7 @@ def test_own_model_declaration_from_toml(tmp_path: Path) -> None:
         ("[classifier]\nlayout = 'chw'\n", {}, r"layout = 'chw' .* expected one of nchw, nhwc"),
         ("[classifier]\ninput_size = [224]\n", {}, r"input_size = \[224\] .* has 1 items; expected a list of 2 int"),
         ("[classifier]\nmax_results = 0\n", {}, r"max_results = 0; expected an integer >= 1"),
-        ("[classifier]\nregion_of_interest = [0.5, 0, 0.2, 1]\n", {}, r"region_of_interest = \[0.5, 0.0, 0.2, 1.0\]"),
+        ("region_of_interest = [0.5, 0, 0.2, 1]\n", {}, r"region_of_interest = \[0.5, 0.0, 0.2, 1.0\]"),
         ("device = \n", {}, r"config.toml is not valid TOML"),
     ],
 )

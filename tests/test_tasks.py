@@ -95,7 +95,7 @@ def test_uint8_model_gets_raw_pixels(tmp_path: Path) -> None:
     model = ClassifierModel(model=str(path), head="regression", normalization="none")
     with Classifier.create_from_options(ClassifierOptions(model=model, device="cpu")) as c:
         assert c.classify(np.full((8, 8, 3), (1, 2, 255), np.uint8)).values == (1.0, 2.0, 255.0)
-    with pytest.raises(ModelError, match="uint8, which takes raw pixels; set normalization = 'none'"):
+    with pytest.raises(ModelError, match=r"uint8, which takes raw pixels; set classifier\.normalization = 'none'"):
         Classifier.create_from_options(
             ClassifierOptions(model=ClassifierModel(model=str(path), normalization="full"), device="cpu")
         )
@@ -238,10 +238,10 @@ def test_model_rank_contradicts_options(tmp_path: Path) -> None:
 
 def test_model_size_and_layout_contradict_options(tmp_path: Path) -> None:
     path = str(channel_mean_model(tmp_path / "m.onnx", size=4))
-    with pytest.raises(ModelError, match=r"input_size = \[224, 224\] contradicts it \(expected \[4, 4\]\)"):
+    with pytest.raises(ModelError, match=r"classifier.input_size = \[224, 224\] contradicts it \(expected \[4, 4\]\)"):
         Classifier.create_from_options(ClassifierOptions(model=ClassifierModel(model=path, input_size=(224, 224))))
     nhwc = str(channel_mean_model(tmp_path / "nhwc.onnx", layout="nhwc", size=5))
-    with pytest.raises(ModelError, match=r"which is not nchw with 3 channels; is layout = 'nhwc'\?"):
+    with pytest.raises(ModelError, match=r"which is not nchw with 3 channels; is classifier.layout = 'nhwc'\?"):
         Classifier.create_from_model_path(nhwc)
 
 

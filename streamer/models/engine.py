@@ -157,6 +157,39 @@ class Engine:
         if self.input.type not in _DTYPES:
             raise ModelError(f"{path}: input {self.input.name!r} is {self.input.type}; expected float or uint8")
 
+    @property
+    def max_batch(self) -> int | None:
+        """The fixed batch size of the input, or ``None`` when it is dynamic."""
+        first = self.input.shape[0] if self.input.shape else None
+        return first if isinstance(first, int) and first > 0 else None
+
+    def image_size(
+        self, *, section: str, layout: str, declared: tuple[int, int] | None, normalization: str | None
+    ) -> tuple[int, int]:
+        """Check the image input against its declaration; return (width, height).
+
+        ``section`` (``classifier``/``detector``) names the config keys in errors.
+        """
+        shape = self.input.shape
+        where = f"{self.path}: input {self.input.name!r} has shape {list(shape)}"
+        if len(shape) != 4:
+            raise ModelError(f"{where}; expected rank 4 ({layout}: batch, ...)")
+        channels, height, width = (shape[1], shape[2], shape[3]) if layout == "nchw" else (shape[3], shape[1], shape[2])
+        if isinstance(channels, int) and channels != 3:
+            other = "nhwc" if layout == "nchw" else "nchw"
+            raise ModelError(f"{where}, which is not {layout} with 3 channels; is {section}.layout = {other!r}?")
+        static = (width, height) if isinstance(width, int) and isinstance(height, int) else None
+        if declared is not None and static is not None and tuple(declared) != static:
+            raise ModelError(
+                f"{where}; {section}.input_size = {list(declared)} contradicts it (expected {list(static)})"
+            )
+        size = declared or static
+        if size is None:
+            raise ConfigError(f"{where} with dynamic height/width; set {section}.input_size = [width, height]")
+        if self.input.dtype == np.uint8 and normalization not in (None, "none"):
+            raise ModelError(f"{where} of type uint8, which takes raw pixels; set {section}.normalization = 'none'")
+        return int(size[0]), int(size[1])
+
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         """Run the model on one input batch; returns every output, in model order."""
         return self._session.run(None, {self.input.name: batch})  # type: ignore[no-any-return]

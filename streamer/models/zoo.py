@@ -26,7 +26,7 @@ from typing import Any
 
 import onnx
 
-from streamer.errors import ModelError, WeightsIntegrityError
+from streamer.errors import ConfigError, InputNotFoundError, ModelError, WeightsIntegrityError
 from streamer.models.convert import save_model_atomic, sha256_file
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "build",
     "default_cache_dir",
     "embedded",
+    "locate",
     "package_file",
 ]
 
@@ -177,7 +178,14 @@ EMBEDDED: dict[str, EmbeddedModel] = {
             ),
             convert=_darknet,
             labels=_coco_names,
-            declaration={"input_size": (416, 416), "family": "yolov5", "letterbox": True, "pad_value": 127},
+            declaration={
+                "input_size": (416, 416),
+                "family": "yolov5",
+                "normalization": "unit",
+                "layout": "nchw",
+                "color": "rgb",
+                "pad_value": 127,
+            },
         ),
     )
 }
@@ -189,6 +197,31 @@ def embedded(name: str) -> EmbeddedModel:
         return EMBEDDED[name]
     except KeyError:
         raise ModelError(f"no embedded model {name!r}; embedded models: {', '.join(EMBEDDED)}") from None
+
+
+def locate(
+    model: str, labels: str | None, task: str, cache_dir: Path | None
+) -> tuple[Path, Path | None, dict[str, Any]]:
+    """Where a declared model lives: (ONNX path, class-names path, the model's own defaults).
+
+    ``model`` is an embedded name (built on first use) or an ``.onnx`` path;
+    ``labels`` overrides the embedded class names. ``task`` is ``classifier``
+    or ``detector`` and is checked against an embedded model's.
+    """
+    labels_path = Path(labels).expanduser() if labels else None
+    if model in EMBEDDED:
+        entry = EMBEDDED[model]
+        if entry.task != task:
+            raise ConfigError(f"{task}.model = {model!r} is a {entry.task}, not a {task}")
+        built = build(model, cache_dir)
+        return built.onnx_path, labels_path or built.labels_path, entry.declaration
+    path = Path(model).expanduser()
+    if not path.is_file():
+        names = ", ".join(name for name, entry in EMBEDDED.items() if entry.task == task)
+        raise InputNotFoundError(
+            f"{task} model {path} does not exist; give an .onnx file or one of the embedded models: {names}"
+        )
+    return path, labels_path, {}
 
 
 def default_cache_dir() -> Path:

@@ -7,7 +7,9 @@ box coordinates in model-input pixels, i.e. in the letterboxed image):
     one output ``[B, N, 5 + C]``: ``cx, cy, w, h, objectness, C class scores``,
     the scores already probabilities (sigmoided). YOLOv5/YOLOv7 exports and
     :func:`streamer.models.darknet.convert_darknet`. Box score =
-    ``objectness * best class score``.
+    ``objectness * best class score``; rows whose objectness alone is below
+    the threshold are dropped before the class argmax (exact, as class scores
+    are at most 1).
 ``yolov8``
     one output ``[B, 4 + C, N]``, channels first: ``cx, cy, w, h, C class
     scores``, no objectness. YOLOv8/YOLO11 exports. ``N`` (8400 at 640x640) is
@@ -34,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamer.errors import ConfigError, ModelError
-from streamer.vision.nms import batched_nms
+from streamer.vision.nms import batched_nms_columns
 from streamer.vision.preprocess import Letterbox
 
 __all__ = ["FAMILIES", "Detections", "check_outputs", "decode"]
@@ -159,57 +161,61 @@ def check_outputs(family: str, shapes: list[Shape], num_classes: int | None) -> 
         raise _contradiction(family, shapes, hint)
 
 
+def _float32(values: np.ndarray) -> np.ndarray:
+    return values.astype(np.float32, copy=False)
+
+
+def _rows_to_box(rows: np.ndarray) -> np.ndarray:
+    """``[k, >= 4]`` rows to their first four values as a new contiguous float32 ``[4, k]`` (edited in place)."""
+    return np.array(rows[:, :4].T, dtype=np.float32, order="C", copy=True)
+
+
 def _candidates(
     outputs: list[np.ndarray], family: str, index: int, conf_threshold: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int | None, bool]:
-    """Boxes ``[k, 4]`` float32, scores, class ids of rows scoring ``>= conf_threshold``.
+    """The rows of image ``index`` scoring ``>= conf_threshold``.
 
-    Also the class count the output implies, and whether the boxes are
-    ``cx, cy, w, h`` (else corners).
+    Returns their boxes as a contiguous float32 ``[4, k]`` (model-input
+    units; ``cx, cy, w, h`` if the last value is True, else ``x1, y1, x2,
+    y2``), scores (float32), best class ids (int64) and the class count the
+    output implies (``None``: unknown).
     """
     if family == "yolov5":
-        out = outputs[0][index]
-        objectness = out[:, 4]
-        # score = objectness * class score <= objectness, as class scores are probabilities.
-        rows = np.flatnonzero(objectness >= conf_threshold)
-        classes = out.shape[1] - 5
-        picked = out if rows.size == out.shape[0] else out[rows]
-        class_scores = picked[:, 5:]
-        class_ids = class_scores.argmax(axis=1)
-        best = np.take_along_axis(class_scores, class_ids[:, None], axis=1)[:, 0]
-        scores = (picked[:, 4] * best).astype(np.float32, copy=False)
+        out = outputs[0][index]  # [N, 5 + C]
+        # objectness >= objectness * class score, as class scores are probabilities:
+        # thresholding objectness first spares the argmax on most rows.
+        rows = np.flatnonzero(out[:, 4] >= conf_threshold)
+        picked = out if rows.size == out.shape[0] else np.take(out, rows, axis=0)
+        class_ids = picked[:, 5:].argmax(axis=1)
+        flat = picked.reshape(-1)
+        best = np.take(flat, np.arange(picked.shape[0]) * picked.shape[1] + 5 + class_ids)
+        scores = np.multiply(picked[:, 4], best, dtype=np.float32)
         keep = np.flatnonzero(scores >= conf_threshold)
         if keep.size != scores.size:
-            picked, scores, class_ids = picked[keep], scores[keep], class_ids[keep]
-        return picked[:, :4].astype(np.float32), scores, class_ids, classes, True
+            picked, scores, class_ids = np.take(picked, keep, axis=0), scores[keep], class_ids[keep]
+        return _rows_to_box(picked), scores, class_ids, out.shape[1] - 5, True
     if family == "yolov8":
-        out = outputs[0][index]
-        class_scores = out[4:]
-        best = class_scores.max(axis=0)
+        out = outputs[0][index]  # [4 + C, N]
+        best = out[4:].max(axis=0)
         rows = np.flatnonzero(best >= conf_threshold)
-        class_ids = class_scores[:, rows].argmax(axis=0)
-        boxes = out[:4, rows].T.astype(np.float32)
-        return boxes, best[rows].astype(np.float32, copy=False), class_ids, out.shape[0] - 4, True
+        class_ids = np.take(out[4:], rows, axis=1).argmax(axis=0)
+        box = _float32(np.take(out[:4], rows, axis=1))
+        return box, _float32(best[rows]), class_ids, out.shape[0] - 4, True
     if family == "yolov10":
-        out = outputs[0][index]
-        rows = np.flatnonzero(out[:, 4] >= conf_threshold)
-        picked = out[rows].astype(np.float32)
+        out = outputs[0][index]  # [N, 6]
+        picked = out[np.flatnonzero(out[:, 4] >= conf_threshold)]
         raw_ids = picked[:, 5]
-        if not np.all(np.isfinite(raw_ids) & (raw_ids > -0.5)):
-            raise ModelError(f"yolov10 output has class ids {raw_ids[~(raw_ids > -0.5)][:5]}; expected ids >= 0")
-        return picked[:, :4], picked[:, 4].copy(), np.rint(raw_ids).astype(np.int64), None, False
+        valid = np.isfinite(raw_ids) & (raw_ids > -0.5)
+        if not valid.all():
+            raise ModelError(f"yolov10 output has class ids {raw_ids[~valid][:5].tolist()}; expected ids >= 0")
+        return _rows_to_box(picked), _float32(picked[:, 4]), np.rint(raw_ids).astype(np.int64), None, False
     first, second = outputs[0][index], outputs[1][index]
-    boxes_out, scores_out = (second, first) if second.shape[-1] == 4 and first.shape[-1] != 4 else (first, second)
-    best = scores_out.max(axis=1)
+    boxes, scores_out = (second, first) if second.shape[-1] == 4 and first.shape[-1] != 4 else (first, second)
+    class_ids = scores_out.argmax(axis=1)  # [N, C]: one argmax pass beats max + argmax
+    best = np.take(scores_out.reshape(-1), np.arange(scores_out.shape[0]) * scores_out.shape[1] + class_ids)
     rows = np.flatnonzero(best >= conf_threshold)
-    class_ids = scores_out[rows].argmax(axis=1)
-    return (
-        boxes_out[rows].astype(np.float32),
-        best[rows].astype(np.float32, copy=False),
-        class_ids,
-        scores_out.shape[1],
-        False,
-    )
+    box = _rows_to_box(np.take(boxes, rows, axis=0))
+    return box, _float32(best[rows]), class_ids[rows], scores_out.shape[1], False
 
 
 def decode(
@@ -230,18 +236,18 @@ def decode(
     """The detections of image ``index`` of a batch of raw detector ``outputs``.
 
     In order: each box takes its best class (``yolov5``: score = objectness *
-    class score; ``yolov10``: the given score and class); boxes scoring
-    ``>= conf_threshold`` stay; ``class_mask`` (bool over classes, ``False``
-    drops a box whose best class it is; ``None``: all) applies; boxes map from
-    model-input pixels (fractions of ``input_size`` = (width, height) if
-    ``normalized_boxes``) to source pixels, ``(v - pad) / scale`` as in
-    ``letterbox``, and are clipped to ``source_size`` = (width, height);
-    boxes with a non-finite value are dropped, and, when ``min_box_size`` > 0,
-    those narrower or lower than it in source pixels (with ``min_box_size`` 0
-    even a zero-area box, e.g. one lying wholly outside the image, stays);
-    class-wise NMS drops boxes with IoU > ``iou_threshold`` against a better
-    box of the same class (not for ``yolov10``, which did its own); at most
-    ``max_detections`` remain (< 1: all). Best score first, ties by row order.
+    class score; ``yolov10``: the given score and class; ties: the lower class
+    id); boxes scoring ``>= conf_threshold`` stay; ``class_mask`` (bool over
+    classes, ``False`` drops a box whose best class it is; ``None``: all)
+    applies; boxes with a non-finite value go; boxes map from model-input pixels
+    (fractions of ``input_size`` = (width, height) if ``normalized_boxes``) to
+    source pixels, ``(v - pad) / scale`` as in ``letterbox``, and are clipped to
+    ``source_size`` = (width, height); when ``min_box_size`` > 0, boxes
+    narrower or lower than it in source pixels go (with ``min_box_size`` 0 even
+    a zero-area box, e.g. one lying wholly outside the image, stays); class-wise
+    NMS drops boxes with IoU > ``iou_threshold`` against a better box of the
+    same class (not for ``yolov10``, which did its own); at most
+    ``max_detections`` remain (< 1: all). Best score first, ties in row order.
     """
     _check_family(family)
     check_outputs(family, [tuple(np.shape(o)) for o in outputs], None)
@@ -254,47 +260,51 @@ def decode(
         raise ConfigError(f"min_box_size = {min_box_size!r}; expected a number >= 0")
     if normalized_boxes and input_size is None:
         raise ConfigError("normalized_boxes needs input_size (width, height) to turn fractions into pixels")
-    if letterbox.scale <= 0:
+    if not letterbox.scale > 0:
         raise ConfigError(f"letterbox scale = {letterbox.scale!r}; expected > 0")
 
-    boxes, scores, class_ids, classes, centered = _candidates(outputs, family, index, conf_threshold)
-    if class_mask is not None and scores.size:
+    box, scores, class_ids, classes, centered = _candidates(outputs, family, index, conf_threshold)
+    if class_mask is not None:
         mask = np.asarray(class_mask, dtype=bool)
         if mask.ndim != 1 or (classes is not None and mask.shape[0] != classes):
             raise ConfigError(f"class_mask has shape {list(mask.shape)}; the detector has {classes} classes")
-        if int(class_ids.max()) >= mask.shape[0]:
+        if scores.size and int(class_ids.max()) >= mask.shape[0]:
             raise ModelError(
                 f"detector outputs class id {int(class_ids.max())} but class_mask covers {mask.shape[0]} classes"
             )
-        keep = np.flatnonzero(mask[class_ids])
-        boxes, scores, class_ids = boxes[keep], scores[keep], class_ids[keep]
+        keep = np.flatnonzero(np.take(mask, class_ids))
+        if keep.size != scores.size:
+            box, scores, class_ids = np.take(box, keep, axis=1), scores[keep], class_ids[keep]
+    finite = np.isfinite(box.sum(axis=0))  # NaN or inf anywhere (or a sum beyond float32)
+    if not finite.all():
+        keep = np.flatnonzero(finite)
+        box, scores, class_ids = np.take(box, keep, axis=1), scores[keep], class_ids[keep]
     if scores.size == 0:
         return Detections.empty()
 
-    if centered:
-        half = boxes[:, 2:] * np.float32(0.5)
-        boxes = np.concatenate([boxes[:, :2] - half, boxes[:, :2] + half], axis=1)
+    if centered:  # cx, cy, w, h -> x1, y1, x2, y2
+        half = box[2:] * np.float32(0.5)
+        np.add(box[:2], half, out=box[2:])
+        box[:2] -= half
     if normalized_boxes and input_size is not None:
-        boxes = boxes * np.asarray([input_size[0], input_size[1]] * 2, np.float32)
-    offset = np.asarray([letterbox.pad_x, letterbox.pad_y] * 2, np.float32)
-    boxes = (boxes - offset) / letterbox.scale
-    good = np.isfinite(boxes).all(axis=1)  # before clipping, which would make inf finite
-    width, height = float(source_size[0]), float(source_size[1])
-    np.clip(boxes, 0.0, np.asarray([width, height, width, height], np.float32), out=boxes)
+        box *= np.asarray([input_size[0], input_size[1]] * 2, np.float32)[:, None]
+    box -= np.asarray([letterbox.pad_x, letterbox.pad_y] * 2, np.float32)[:, None]
+    box /= np.float32(letterbox.scale)
+    np.maximum(box, np.float32(0.0), out=box)
+    np.minimum(box, np.asarray([source_size[0], source_size[1]] * 2, np.float32)[:, None], out=box)
     if min_box_size > 0:
-        good &= (boxes[:, 2] - boxes[:, 0] >= min_box_size) & (boxes[:, 3] - boxes[:, 1] >= min_box_size)
-    if not good.all():
-        keep = np.flatnonzero(good)
-        boxes, scores, class_ids = boxes[keep], scores[keep], class_ids[keep]
+        big = np.flatnonzero((box[2] - box[0] >= min_box_size) & (box[3] - box[1] >= min_box_size))
+        if big.size != scores.size:
+            box, scores, class_ids = np.take(box, big, axis=1), scores[big], class_ids[big]
 
     if family == "yolov10":
         order = np.argsort(-scores, kind="stable")
         if max_detections > 0:
             order = order[:max_detections]
     else:
-        order = batched_nms(boxes, scores, class_ids, iou_threshold, max_detections)
+        order = batched_nms_columns(box[0], box[1], box[2], box[3], scores, class_ids, iou_threshold, max_detections)
     return Detections(
-        np.ascontiguousarray(boxes[order], np.float32),
-        np.ascontiguousarray(scores[order], np.float32),
-        class_ids[order].astype(np.int64),
+        np.ascontiguousarray(np.take(box, order, axis=1).T),
+        np.take(scores, order),
+        np.take(class_ids, order).astype(np.int64),
     )

@@ -17,10 +17,11 @@ __all__ = [
     "Letterbox",
     "RegionOfInterest",
     "check_image",
-    "crop_roi",
+    "crop_box",
     "fit",
     "letterbox",
     "resize_center_crop",
+    "roi_pixels",
     "to_tensor",
 ]
 
@@ -63,14 +64,29 @@ def check_image(image: object) -> np.ndarray:
     return image
 
 
-def crop_roi(image: np.ndarray, roi: RegionOfInterest | None) -> np.ndarray:
-    """The part of ``image`` inside ``roi`` (a view; at least one pixel)."""
+def roi_pixels(shape: tuple[int, ...], roi: RegionOfInterest | None) -> tuple[int, int, int, int]:
+    """``roi`` in pixels of an image of ``shape`` as (x1, y1, x2, y2), at least one pixel; all of it for ``None``."""
+    height, width = shape[0], shape[1]
     if roi is None:
-        return image
-    height, width = image.shape[:2]
-    x1, y1 = int(roi.left * width), int(roi.top * height)
+        return 0, 0, width, height
+    x1, y1 = min(int(roi.left * width), width - 1), min(int(roi.top * height), height - 1)
     x2, y2 = max(round(roi.right * width), x1 + 1), max(round(roi.bottom * height), y1 + 1)
-    return image[y1 : min(y2, height), x1 : min(x2, width)]
+    return x1, y1, min(x2, width), min(y2, height)
+
+
+def crop_box(
+    image: np.ndarray, box: np.ndarray | tuple[float, ...], margin: float, min_size: int = 2
+) -> np.ndarray | None:
+    """The part of ``image`` inside ``box`` (x1, y1, x2, y2 pixels) widened by ``margin`` x its size on
+    every side and clipped to the image; ``None`` if the result is under ``min_size`` pixels either way."""
+    height, width = image.shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in box)
+    dx, dy = (x2 - x1) * margin, (y2 - y1) * margin
+    left, top = max(0, int(np.floor(x1 - dx))), max(0, int(np.floor(y1 - dy)))
+    right, bottom = min(width, int(np.ceil(x2 + dx))), min(height, int(np.ceil(y2 + dy)))
+    if right - left < min_size or bottom - top < min_size:
+        return None
+    return image[top:bottom, left:right]
 
 
 def resize_center_crop(image: np.ndarray, size: tuple[int, int], shorter: int) -> np.ndarray:

@@ -9,10 +9,11 @@ from streamer.errors import ConfigError, ImageError
 from streamer.vision.preprocess import (
     RegionOfInterest,
     check_image,
-    crop_roi,
+    crop_box,
     fit,
     letterbox,
     resize_center_crop,
+    roi_pixels,
     to_tensor,
 )
 
@@ -52,12 +53,19 @@ def test_to_tensor_layouts_and_normalisation() -> None:
     assert raw.dtype == np.uint8 and raw[0, :, 0, 0].tolist() == [10, 20, 30]
 
 
-def test_crop_roi() -> None:
-    image = np.arange(10 * 20 * 3, dtype=np.uint8).reshape(10, 20, 3)
-    part = crop_roi(image, RegionOfInterest(0.5, 0.0, 1.0, 0.5))
-    assert part.shape == (5, 10, 3) and part[0, 0].tolist() == image[0, 10].tolist()
-    assert crop_roi(image, RegionOfInterest(0.0, 0.0, 0.01, 0.01)).shape == (1, 1, 3), "never empty"
-    assert crop_roi(image, None) is image
+def test_roi_pixels_and_crop_box() -> None:
+    shape = (10, 20, 3)
+    assert roi_pixels(shape, RegionOfInterest(0.5, 0.0, 1.0, 0.5)) == (10, 0, 20, 5)
+    assert roi_pixels(shape, RegionOfInterest(0.0, 0.0, 0.01, 0.01)) == (0, 0, 1, 1), "never empty"
+    assert roi_pixels(shape, RegionOfInterest(0.99, 0.99, 1.0, 1.0)) == (19, 9, 20, 10)
+    assert roi_pixels(shape, None) == (0, 0, 20, 10)
+    image = np.arange(10 * 20 * 3, dtype=np.uint8).reshape(shape)
+    crop = crop_box(image, (4.0, 2.0, 14.0, 6.0), 0.1)  # widened by 1 px and 0.4 px on each side
+    assert crop is not None and crop.shape == (6, 12, 3) and crop[0, 0].tolist() == image[1, 3].tolist()
+    whole = crop_box(image, (-5.0, -5.0, 30.0, 30.0), 0.5)
+    assert whole is not None and whole.shape == shape, "clipped to the frame"
+    assert crop_box(image, (5.0, 5.0, 5.9, 9.0), 0.0) is None, "under 2 px wide"
+    assert crop_box(image, (19.5, 2.0, 25.0, 8.0), 0.0) is None, "outside after clipping"
 
 
 @pytest.mark.parametrize("values", [(0.5, 0.0, 0.5, 1.0), (-0.1, 0.0, 1.0, 1.0), (0.0, 0.0, 1.0, 1.5)])
