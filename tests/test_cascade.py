@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 from skimage import data
 
 from streamer.errors import ConfigError, ModelError
@@ -105,17 +107,37 @@ def test_zero_detections(cascade: Classifier) -> None:
     assert result.objects == () and result.classes == ()
 
 
-def test_tiny_crops_are_reported_but_not_classified(collage: np.ndarray) -> None:
-    """Objects whose crop is under 2 px are kept; the classifier never sees them."""
-    tiny = Classifier.create_from_options(
-        ClassifierOptions(stages="cascade", device="cpu", detector=DetectorModel(model="yolov3-tiny", min_box_size=0))
+def _constant_detector(folder: Path, rows: list[list[float]]) -> DetectorModel:
+    """A real ONNX detector (yolov5 layout, 32x32 input, classes 'dot' and 'blob') whose output is ``rows``."""
+    output = np.asarray([rows], np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Constant", [], ["detections"], value=numpy_helper.from_array(output))],
+        "constant_detector",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("detections", TensorProto.FLOAT, list(output.shape))],
     )
-    shrunk = collage[::40, ::40]  # 16 x 24 px: boxes of a pixel or two
-    result = tiny.classify(np.ascontiguousarray(shrunk))
-    for obj in result.objects:
-        width, height = obj.box[2] - obj.box[0], obj.box[3] - obj.box[1]
-        if width * 1.2 < 2 or height * 1.2 < 2:
-            assert obj.classes == ()
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8), folder / "d.onnx")
+    (folder / "names.txt").write_text("dot\nblob\n")
+    return DetectorModel(
+        model=str(folder / "d.onnx"), labels=str(folder / "names.txt"), family="yolov5", min_box_size=0
+    )
+
+
+def test_tiny_crops_are_reported_but_not_classified(tmp_path: Path) -> None:
+    """An object whose crop is under 2 px is kept, with no classes; the others are classified."""
+    detector = _constant_detector(
+        tmp_path,
+        [
+            [10.5, 10.5, 1.0, 1.0, 0.9, 0.9, 0.1],  # a 1x1 px dot
+            [20.0, 20.0, 16.0, 16.0, 0.9, 0.1, 0.9],  # a 16x16 px blob
+        ],
+    )
+    options = ClassifierOptions(stages="cascade", device="cpu", detector=detector, crop_margin=0.0)
+    with Classifier.create_from_options(options) as cascade:
+        dot, blob = cascade.classify(np.full((32, 32, 3), 100, np.uint8)).objects
+    assert (dot.name, dot.box, dot.classes) == ("dot", (10.0, 10.0, 11.0, 11.0), ())
+    assert blob.name == "blob" and blob.box == (12.0, 12.0, 28.0, 28.0)
+    assert len(blob.classes) == 5
 
 
 # --- bad declarations ---------------------------------------------------------------------------

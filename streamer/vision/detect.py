@@ -131,8 +131,11 @@ def check_outputs(family: str, shapes: list[Shape], num_classes: int | None) -> 
         hint = "two outputs look like family 'ssd'" if len(shapes) == 2 else ""
         raise _contradiction(family, shapes, hint)
     _, rows, cols = (_static(d) for d in shapes[0])
+    # Box counts normally dwarf 5 + classes: a wider-than-long output looks transposed,
+    # unless the class names say its width is right.
     if family == "yolov5":
-        if rows is not None and cols is not None and cols > rows:
+        fits_names = num_classes is not None and cols == 5 + num_classes
+        if rows is not None and cols is not None and cols > rows and not fits_names:
             raise _contradiction(
                 family,
                 shapes,
@@ -143,7 +146,8 @@ def check_outputs(family: str, shapes: list[Shape], num_classes: int | None) -> 
         hint = "a [batch, boxes, 6] output may be an end-to-end export: family 'yolov10'" if cols == 6 else ""
         _check_classes(None if cols is None else cols - 5, num_classes, hint)
     elif family == "yolov8":
-        if rows is not None and cols is not None and rows > cols:
+        fits_names = num_classes is not None and rows == 4 + num_classes
+        if rows is not None and cols is not None and rows > cols and not fits_names:
             raise _contradiction(
                 family,
                 shapes,
@@ -249,8 +253,7 @@ def decode(
     same class (not for ``yolov10``, which did its own); at most
     ``max_detections`` remain (< 1: all). Best score first, ties in row order.
     """
-    _check_family(family)
-    check_outputs(family, [tuple(np.shape(o)) for o in outputs], None)
+    _check_family(family)  # the layout itself is checked once, at load, by check_outputs
     batch = outputs[0].shape[0]
     if any(o.shape[0] != batch for o in outputs) or not -batch <= index < batch:
         raise ModelError(f"detector outputs have batch {[o.shape[0] for o in outputs]}; no image at index {index}")
