@@ -33,7 +33,8 @@ def main() -> None:
 
     image = data.coffee()
     classifier = Classifier.create_from_options(ClassifierOptions(device="cpu"))
-    session = ort.InferenceSession(str(classifier._engine.path), providers=["CPUExecutionProvider"])
+    assert classifier.classifier is not None
+    session = ort.InferenceSession(str(classifier.classifier.engine.path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
 
     def bare() -> int:

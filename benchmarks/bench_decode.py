@@ -17,6 +17,7 @@ our overhead), and of the NMS alone. Run: ``python benchmarks/bench_decode.py``.
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections.abc import Callable
@@ -81,11 +82,11 @@ def baseline(out: np.ndarray, box: Letterbox) -> np.ndarray:
     return batched_nms(boxes, best[keep], class_ids[keep], IOU, MAX_DET)
 
 
-def median_ms(function: Callable[[], object]) -> float:
+def median_ms(function: Callable[[], object], runs: int = RUNS) -> float:
     for _ in range(10):
         function()
     times = []
-    for _ in range(RUNS):
+    for _ in range(runs):
         start = time.perf_counter()
         function()
         times.append(time.perf_counter() - start)
@@ -104,6 +105,9 @@ def passing_columns(out: np.ndarray) -> tuple[np.ndarray, ...]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=RUNS, help="timed runs per case (median reported)")
+    runs = parser.parse_args().runs
     _, box = letterbox(np.zeros((SOURCE[1], SOURCE[0], 3), np.uint8), INPUT)
     for rows, confusion in ((PASSING, 0.0), (25_200, 0.0), (PASSING, 0.05)):
         out = synthetic_output(rows, confusion)
@@ -128,7 +132,7 @@ def main() -> None:
             return batched_nms(boxes, scores, ids, IOU, MAX_DET)
 
         kept = len(ours())
-        ours_ms, hand_ms, nms_ms = median_ms(ours), median_ms(hand), median_ms(nms_alone)
+        ours_ms, hand_ms, nms_ms = median_ms(ours, runs), median_ms(hand, runs), median_ms(nms_alone, runs)
         print(
             f"output [1, {rows}, 85]: {scores.size} boxes pass conf {CONF} "
             f"({confusion:.0%} of them won by a random other class), {kept} kept after NMS"

@@ -1,0 +1,27 @@
+"""Every benchmark script still runs (a smoke run with tiny counts; no timing is asserted here)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "expected"),
+    [
+        ("bench_classify.py", ["--rounds", "2", "--images", "2"], "ratio streamer / bare"),
+        ("bench_cascade.py", ["--rounds", "2", "--frames", "1"], "ratio streamer / bare"),
+        ("bench_decode.py", ["--runs", "2"], "decode+nms 10k boxes"),
+    ],
+)
+def test_benchmark_runs(script: str, args: list[str], expected: str) -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert expected in done.stdout
