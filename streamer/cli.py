@@ -4,6 +4,7 @@
 
     streamer classify IMAGE... [--detect] [--top-k N] [--json]
     streamer draw IMAGE -o OUT.png
+    streamer run SOURCE... [--jsonl FILE]
     streamer models list
     streamer models build [NAME...] [--force]
 
@@ -28,7 +29,9 @@ import cv2
 from streamer.config import Config, load_config
 from streamer.errors import ImageError, StreamerError
 from streamer.models import zoo
+from streamer.pipeline.pipeline import Pipeline
 from streamer.results import FrameResult
+from streamer.sources import Frame, SourceState, open_source
 from streamer.sources.images import read_image
 from streamer.tasks import STAGES, Classifier
 from streamer.vision.draw import draw_result, object_label
@@ -67,6 +70,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     draw.add_argument("image", type=Path, metavar="IMAGE")
     draw.add_argument("-o", "--output", type=Path, required=True, help="where to write the picture (PNG, JPEG)")
+
+    run = commands.add_parser("run", parents=[common, stages], help="classify video files, cameras and streams")
+    run.add_argument("sources", nargs="+", metavar="SOURCE", help="video file, rtsp:// or http(s):// URL, camera 0")
+    run.add_argument("--jsonl", type=Path, help="write results as JSON lines here (default: stdout)")
+    run.add_argument("--realtime", action="store_true", help="play files at native speed, like cameras")
+    run.add_argument("--loop", action="store_true", help="repeat files forever")
+    run.add_argument("--max-batch", type=int, default=4, help="frames per inference batch, across streams")
+    run.add_argument("--max-frame-age-ms", type=float, default=500.0, help="drop live frames older than this")
+    run.add_argument("--inference-fps", type=float, help="cap inferences per second per stream")
+    run.add_argument("--duration", type=float, help="stop after this many seconds")
 
     models = commands.add_parser("models", help="embedded default models")
     models_commands = models.add_subparsers(dest="models_command", required=True)
@@ -149,6 +162,50 @@ def _draw(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace, config: Config) -> int:
+    sources = []
+    ids: set[str] = set()
+    for spec in args.sources:
+        source = open_source(spec, realtime=args.realtime, loop=args.loop)
+        while source.stream_id in ids:  # two sources with one name: number them
+            source.stream_id += "+"
+        ids.add(source.stream_id)
+        sources.append(source)
+    out = open(args.jsonl, "w", encoding="utf-8") if args.jsonl else sys.stdout  # noqa: SIM115
+    lossless = any(not source.live for source in sources)
+
+    def write(result: FrameResult, frame: Frame) -> None:
+        out.write(json.dumps(result.to_dict()) + "\n")
+        if out is sys.stdout:
+            out.flush()
+
+    try:
+        with Classifier.create_from_options(config.classifier_options(stages=args.stages or config["stages"])) as model:
+            pipeline = Pipeline(
+                model,
+                on_result=write,
+                max_batch=args.max_batch,
+                max_frame_age_ms=args.max_frame_age_ms,
+                lossless=lossless,
+            )
+            for source in sources:
+                pipeline.add(source, inference_fps=args.inference_fps)
+            pipeline.start()
+            try:
+                pipeline.wait(args.duration)
+            except KeyboardInterrupt:
+                log.info("stopping")
+            finally:
+                pipeline.stop()
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    failed = [s.stats() for s in sources if s.state is SourceState.FAILED]
+    for stats in failed:
+        print(f"streamer: error: {stats.stream_id}: {stats.last_error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def _models(args: argparse.Namespace, config: Config) -> int:
     cache = config.cache_dir or zoo.default_cache_dir()
     if args.models_command == "list":
@@ -174,6 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _classify(args, config)
         if args.command == "draw":
             return _draw(args, config)
+        if args.command == "run":
+            return _run(args, config)
         return _models(args, config)
     except StreamerError as exc:
         print(f"streamer: error: {exc}", file=sys.stderr)

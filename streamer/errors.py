@@ -8,6 +8,7 @@ own tree still catch the right thing::
      ├── RunningModeError     (ValueError)        a method called in the wrong running mode, bad timestamps
      ├── ImageError           (ValueError)        an image that cannot be decoded or has the wrong shape
      ├── InputNotFoundError   (FileNotFoundError) a named file that does not exist
+     ├── SourceError          (OSError)           a camera or stream that cannot be opened or read
      ├── ModelError           (ValueError)        a model that contradicts its declaration
      │    └── WeightsIntegrityError               a weights file whose sha256 is not the expected one
      └── DeviceUnavailableError (RuntimeError)    an execution device asked for that cannot load
@@ -24,6 +25,7 @@ __all__ = [
     "InputNotFoundError",
     "ModelError",
     "RunningModeError",
+    "SourceError",
     "StreamerError",
     "WeightsIntegrityError",
 ]
@@ -47,6 +49,10 @@ class ImageError(StreamerError, ValueError):
 
 class InputNotFoundError(StreamerError, FileNotFoundError):
     """A file named by the user does not exist."""
+
+
+class SourceError(StreamerError, OSError):
+    """A camera, stream or video file cannot be opened or read."""
 
 
 class ModelError(StreamerError, ValueError):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 
@@ -28,7 +28,11 @@ from streamer.models.classifier import ClassifierStage, class_mask
 from streamer.models.detector import DetectorStage
 from streamer.models.engine import DEVICES
 from streamer.models.spec import ClassifierModel, DetectorModel
+from streamer.pipeline.dispatch import Dispatcher
+from streamer.pipeline.framebuffer import FrameBuffer
+from streamer.pipeline.loop import InferenceLoop
 from streamer.results import Category, Detection, FrameResult
+from streamer.sources.base import Frame
 from streamer.vision.preprocess import RegionOfInterest, check_image, crop_box, roi_pixels
 
 __all__ = [
@@ -164,6 +168,17 @@ class Classifier:
         if self.detector is not None and o.cascade_classes:
             self._second_stage = class_mask(self.detector.names, o.cascade_classes, (), "cascade_classes")
         self._closed = False
+        self._last_timestamp: float | None = None
+        self._frames = 0
+        self._live: tuple[InferenceLoop, FrameBuffer[Frame], Dispatcher[tuple[FrameResult, Frame]]] | None = None
+        if o.result_callback is not None:
+            callback = o.result_callback
+            dispatcher: Dispatcher[tuple[FrameResult, Frame]] = Dispatcher(
+                lambda item: callback(item[0], item[1].image, int(item[1].pts_ms)), name="result-callback"
+            )
+            loop = InferenceLoop(self.process, lambda result, frame: dispatcher.put((result, frame)), max_batch=1)
+            self._live = (loop, loop.add("live", capacity=1), dispatcher)
+            loop.start()
 
     @classmethod
     def create_from_options(cls, options: ClassifierOptions) -> Classifier:
@@ -192,10 +207,63 @@ class Classifier:
                 f"for {self.options.running_mode.name}"
             )
 
+    def _next_timestamp(self, timestamp_ms: float) -> None:
+        if self._last_timestamp is not None and not timestamp_ms > self._last_timestamp:
+            raise RunningModeError(
+                f"timestamp_ms must strictly increase: got {timestamp_ms} after {self._last_timestamp}"
+            )
+        self._last_timestamp = timestamp_ms
+
     def classify(self, image: np.ndarray, *, region_of_interest: RegionOfInterest | None = None) -> FrameResult:
         """Process one RGB image (IMAGE mode). ``region_of_interest`` overrides the option's."""
         self._require(RunningMode.IMAGE, "classify")
         return self._process([check_image(image)], region_of_interest or self.options.region_of_interest)[0]
+
+    def classify_for_video(self, frame: np.ndarray, timestamp_ms: int) -> FrameResult:
+        """Process the next frame of a video (VIDEO mode), synchronously; every frame counts.
+
+        ``timestamp_ms`` must strictly increase from call to call; it comes back as ``pts_ms``.
+        """
+        self._require(RunningMode.VIDEO, "classify_for_video")
+        image = check_image(frame)
+        self._next_timestamp(timestamp_ms)
+        result = self._process([image], self.options.region_of_interest)[0]
+        self._frames += 1
+        return replace(result, frame=self._frames - 1, pts_ms=float(timestamp_ms))
+
+    def classify_async(self, frame: np.ndarray, timestamp_ms: int) -> None:
+        """Hand a live frame over and return at once (LIVE_STREAM mode).
+
+        The result reaches ``result_callback(result, image, timestamp_ms)`` on
+        another thread. While the model is busy, a newer frame replaces the one
+        waiting, so frames may be dropped but latency stays bounded.
+        ``timestamp_ms`` must strictly increase.
+        """
+        self._require(RunningMode.LIVE_STREAM, "classify_async")
+        image = check_image(frame)
+        self._next_timestamp(timestamp_ms)
+        assert self._live is not None
+        self._live[1].put(Frame("live", self._frames, float(timestamp_ms), image, time.monotonic()))
+        self._frames += 1
+
+    @property
+    def dropped(self) -> int:
+        """LIVE_STREAM frames replaced by newer ones before the model got to them."""
+        return self._live[1].dropped if self._live is not None else 0
+
+    def process(
+        self, images: list[np.ndarray], *, region_of_interest: RegionOfInterest | None = None
+    ) -> list[FrameResult]:
+        """Run the stages on a batch of RGB frames at once, whatever the running mode.
+
+        The entry of :class:`~streamer.pipeline.pipeline.Pipeline` and other
+        batching callers: one detector run for all frames, one classifier run
+        for all crops. Results carry no stream, frame index or timestamp.
+        """
+        if self._closed:
+            raise RunningModeError("this classifier is closed; create a new one")
+        checked = [check_image(image) for image in images]
+        return self._process(checked, region_of_interest or self.options.region_of_interest)
 
     def _process(self, images: list[np.ndarray], roi: RegionOfInterest | None) -> list[FrameResult]:
         """Run the stages on a batch of frames: one detector run, one classifier run for all crops."""
@@ -269,7 +337,14 @@ class Classifier:
         ]
 
     def close(self) -> None:
-        """Release the models; later calls raise :class:`RunningModeError`."""
+        """Stop LIVE_STREAM delivery (callbacks queued so far still run), release the models;
+        later calls raise :class:`RunningModeError`."""
+        if self._live is not None:
+            loop, buffer, dispatcher = self._live
+            buffer.close()
+            loop.stop()
+            dispatcher.close()
+            self._live = None
         self._closed = True
         self.detector = self.classifier = None
 

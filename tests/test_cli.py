@@ -106,3 +106,53 @@ def test_draw_writes_the_picture_with_boxes(tmp_path: Path) -> None:
     ys, xs = np.nonzero(changed)
     assert changed.mean() < 0.2, "only boxes and labels are drawn"
     assert xs.min() < 160 < xs.max() and ys.max() > 290
+
+
+def test_run_writes_json_lines_for_every_frame_of_every_file(tmp_path: Path) -> None:
+    from tests.media import make_clip
+
+    clips = [
+        make_clip(tmp_path / "a.mp4", frames=12, fps=12),
+        make_clip(tmp_path / "b.mkv", frames=8, fps=8, source="coffee"),
+    ]
+    out = tmp_path / "results.jsonl"
+    done = streamer("run", *map(str, clips), "--detect", "--jsonl", str(out))
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    by_stream = {name: [r["frame"] for r in lines if r["stream"] == name] for name in ("a.mp4", "b.mkv")}
+    assert by_stream == {"a.mp4": list(range(12)), "b.mkv": list(range(8))}
+    assert set(lines[0]) >= {"stream", "frame", "pts_ms", "width", "height", "timings_ms", "classes", "objects"}
+    assert any(o["name"] == "cup" for r in lines if r["stream"] == "b.mkv" for o in r["objects"])
+
+
+def test_run_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from tests.media import make_clip
+
+    clip = make_clip(tmp_path / "cam.mp4", frames=30, fps=15)
+    out = tmp_path / "live.jsonl"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamer", "run", str(clip), "--realtime", "--loop", "--jsonl", str(out)],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while (not out.exists() or out.stat().st_size < 2000) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    lines = out.read_text().splitlines()
+    assert lines and all(json.loads(line)["stream"] == "cam.mp4" for line in lines), "complete lines, flushed"
+
+
+def test_run_reports_a_failed_source(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\0" * 1000)
+    done = streamer("run", str(junk))
+    assert done.returncode == 1
+    assert f"streamer: error: junk.mp4: cannot decode {junk}" in done.stderr

@@ -1,0 +1,1 @@
+"""Moving frames from sources to models to deliveries: buffers, the inference loop, dispatch."""

@@ -1,0 +1,111 @@
+"""FrameBuffer: a bounded per-stream queue of frames that never blocks a live decoder.
+
+Two policies:
+
+- **live** (default): ``put`` never waits. When the buffer is full the oldest
+  frame is dropped and counted, so latency stays bounded whatever the
+  consumer's speed. ``take_newest`` hands the consumer the newest frame and
+  drops (and counts) the older ones.
+- **lossless** (``lossless=True``, files annotated in VIDEO mode): ``put``
+  waits for room instead (back-pressure), so no frame is ever skipped, and the
+  consumer takes frames in order with ``get``.
+
+``close()`` ends the stream: ``put`` refuses further frames, and once the
+buffered ones are taken ``get``/``take_newest`` return ``None``. A shared
+``wakeup`` event, if given, is set on every ``put`` and on ``close`` so one
+consumer can wait on many buffers.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Generic, TypeVar
+
+__all__ = ["FrameBuffer"]
+
+T = TypeVar("T")
+
+
+class FrameBuffer(Generic[T]):
+    """Thread-safe bounded FIFO with a live (drop oldest) or lossless (block) policy."""
+
+    def __init__(self, capacity: int = 2, *, lossless: bool = False, wakeup: threading.Event | None = None) -> None:
+        if capacity < 1:
+            raise ValueError(f"FrameBuffer capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self.lossless = lossless
+        self._items: deque[T] = deque()
+        self._lock = threading.Condition()
+        self._wakeup = wakeup
+        self._closed = False
+        self.dropped = 0  # frames that never reached the consumer
+        self.put_count = 0
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def put(self, item: T, timeout: float | None = None) -> bool:
+        """Add ``item``. Live: never waits, drops the oldest when full. Lossless: waits for room
+        (up to ``timeout`` seconds, ``None`` forever). ``False`` if closed or timed out."""
+        with self._lock:
+            has_room = lambda: self._closed or len(self._items) < self.capacity  # noqa: E731
+            if self.lossless and not self._lock.wait_for(has_room, timeout):  # live never waits
+                return False
+            if self._closed:
+                return False
+            if len(self._items) >= self.capacity:
+                self._items.popleft()
+                self.dropped += 1
+            self._items.append(item)
+            self.put_count += 1
+            self._lock.notify_all()
+        if self._wakeup is not None:
+            self._wakeup.set()
+        return True
+
+    def get(self, timeout: float | None = 0.0) -> T | None:
+        """The oldest item, waiting up to ``timeout`` seconds (``None``: until one comes or the buffer closes)."""
+        with self._lock:
+            if not self._lock.wait_for(lambda: self._items or self._closed, timeout):
+                return None
+            if not self._items:
+                return None
+            item = self._items.popleft()
+            self._lock.notify_all()
+            return item
+
+    def take_newest(self) -> T | None:
+        """The newest item, dropping and counting the older ones; ``None`` if empty. Never waits."""
+        with self._lock:
+            if not self._items:
+                return None
+            item = self._items.pop()
+            self.dropped += len(self._items)
+            self._items.clear()
+            self._lock.notify_all()
+            return item
+
+    def count_dropped(self, count: int = 1) -> None:
+        """Count frames the consumer discarded after taking them (e.g. too old to be worth inferring)."""
+        with self._lock:
+            self.dropped += count
+
+    def close(self) -> None:
+        """No more items will come; waiting producers and consumers wake up."""
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    @property
+    def drained(self) -> bool:
+        """Closed and empty: the stream is over for the consumer."""
+        with self._lock:
+            return self._closed and not self._items

@@ -1,0 +1,142 @@
+"""Pipeline: many sources through one set of models, results to a callback.
+
+Call order::
+
+    with Classifier.create_from_options(options) as classifier:
+        pipeline = Pipeline(classifier, on_result=print_it, max_frame_age_ms=500)
+        pipeline.add(PyAVSource("cam1", "rtsp://..."))
+        pipeline.start()
+        pipeline.add(PyAVSource("cam2", "rtsp://..."))   # streams come and go while it runs
+        pipeline.remove("cam1")
+        pipeline.wait()                                   # until every finite source is done
+        pipeline.stop()
+
+``on_result(result, frame)`` runs on a dispatcher thread, never on the
+inference thread, so a slow callback costs results, not inference. With a
+lossless source (a file played as fast as possible) delivery is lossless too:
+every frame's result arrives, in order. One failing source never stops the
+others: its state says FAILED and the rest go on.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from streamer.pipeline.dispatch import Dispatcher
+from streamer.pipeline.loop import InferenceLoop
+from streamer.results import FrameResult
+from streamer.sources.base import Frame, Source, SourceState
+from streamer.tasks import Classifier
+
+__all__ = ["Pipeline"]
+
+OnResult = Callable[[FrameResult, Frame], None]
+
+
+class Pipeline:
+    """Sources -> frame buffers -> one inference loop -> a result callback."""
+
+    def __init__(
+        self,
+        classifier: Classifier,
+        *,
+        on_result: OnResult,
+        max_batch: int = 4,
+        max_frame_age_ms: float | None = 500.0,
+        lossless: bool = False,
+    ) -> None:
+        self._dispatcher: Dispatcher[tuple[FrameResult, Frame]] = Dispatcher(
+            lambda item: on_result(*item), lossless=lossless, name="pipeline-results"
+        )
+        self._loop = InferenceLoop(
+            classifier.process,
+            lambda result, frame: self._dispatcher.put((result, frame)),
+            max_batch=max_batch,
+            max_frame_age_ms=max_frame_age_ms,
+        )
+        self._sources: dict[str, Source] = {}
+        self._lock = threading.Lock()
+        self._started = False
+
+    def add(self, source: Source, *, inference_fps: float | None = None) -> None:
+        """Add a source (before or after :meth:`start`); its id must be new."""
+        buffer = self._loop.add(
+            source.stream_id, live=source.live, capacity=source.buffer.capacity, inference_fps=inference_fps
+        )
+        source.attach(buffer)
+        with self._lock:
+            self._sources[source.stream_id] = source
+        if self._started:
+            source.start()
+
+    def remove(self, stream_id: str, timeout: float = 5.0) -> None:
+        """Stop and forget a source; unknown ids are ignored."""
+        with self._lock:
+            source = self._sources.pop(stream_id, None)
+        if source is not None:
+            source.stop()
+            self._loop.remove(stream_id)
+            source.join(timeout)
+
+    def start(self) -> None:
+        """Start the inference loop and every source added so far."""
+        self._started = True
+        self._loop.start()
+        with self._lock:
+            sources = list(self._sources.values())
+        for source in sources:
+            source.start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until every source has ended or failed and its frames are processed.
+
+        Live sources reconnect forever, so with one of them this waits for
+        ``timeout`` seconds (``None``: forever). ``True`` if all are done.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while deadline is None or time.monotonic() < deadline:
+            with self._lock:
+                sources = list(self._sources.values())
+            finished = all(s.state in (SourceState.ENDED, SourceState.FAILED) for s in sources)
+            if finished and not self._loop.stream_ids:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def stats(self) -> list[dict[str, Any]]:
+        """Per stream: the source's state and counters, plus inferred frames and the last frame age."""
+        counters = self._loop.counters()
+        with self._lock:
+            sources = list(self._sources.values())
+        out = []
+        for source in sources:
+            row = source.stats().to_dict()
+            seen = counters.get(source.stream_id)
+            row["inferred"] = seen.inferred if seen else 0
+            row["last_age_ms"] = round(seen.last_age_ms, 1) if seen else None
+            out.append(row)
+        return out
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop every source and the loop, then deliver the results already made."""
+        with self._lock:
+            sources = list(self._sources.values())
+        for source in sources:
+            source.stop()
+        for source in sources:
+            source.join(timeout)
+        self._loop.stop(timeout)
+        self._dispatcher.close(timeout)
+
+    def __enter__(self) -> Pipeline:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

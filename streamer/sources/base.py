@@ -1,0 +1,206 @@
+"""What every source shares: the Frame, states, counters, the decode thread, redaction.
+
+A source decodes on its own thread and hands frames to its
+:class:`~streamer.pipeline.framebuffer.FrameBuffer`; it never blocks on the
+consumer unless it is lossless (a file in VIDEO mode). Call order::
+
+    source = PyAVSource("cam1", "rtsp://user:pw@host/stream")
+    source.start()             # returns at once; frames flow into source.buffer
+    source.stats()             # state and counters, credentials redacted
+    source.stop(); source.join()
+
+Subclasses implement :meth:`Source._run`, which loops until ``self.stopping``
+is set, calling :meth:`Source._emit` per decoded frame and
+:meth:`Source._set_state` as the connection comes and goes.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+
+from streamer.pipeline.framebuffer import FrameBuffer
+
+__all__ = ["Frame", "Source", "SourceState", "SourceStats", "redact"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Frame:
+    """One decoded frame: ``image`` is RGB ``uint8`` ``[H, W, 3]``; ``pts_ms`` the source's own time.
+
+    ``decoded_at`` is ``time.monotonic()`` when decoding finished and
+    ``decode_ms`` how long decoding it took.
+    """
+
+    stream_id: str
+    index: int
+    pts_ms: float
+    image: np.ndarray
+    decoded_at: float
+    decode_ms: float = 0.0
+
+
+class SourceState(enum.Enum):
+    """Where a source is: CONNECTING -> LIVE -> (RECONNECTING -> LIVE)* -> ENDED | FAILED."""
+
+    CONNECTING = "connecting"
+    LIVE = "live"
+    RECONNECTING = "reconnecting"
+    ENDED = "ended"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class SourceStats:
+    """A snapshot of a source: state, counters, and the last error with credentials redacted."""
+
+    stream_id: str
+    url: str
+    state: SourceState
+    decoded: int
+    dropped: int
+    reconnects: int
+    width: int
+    height: int
+    last_error: str | None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "stream": self.stream_id,
+            "url": self.url,
+            "state": self.state.value,
+            "decoded": self.decoded,
+            "dropped": self.dropped,
+            "reconnects": self.reconnects,
+            "width": self.width,
+            "height": self.height,
+            "last_error": self.last_error,
+        }
+
+
+def redact(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (``rtsp://user:***@host/path``)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+class Source(ABC):
+    """A stream of frames decoded on a worker thread into :attr:`buffer`."""
+
+    def __init__(self, stream_id: str, url: str, *, live: bool, buffer_size: int = 2) -> None:
+        self.stream_id = stream_id
+        self.url = url
+        self.live = live
+        self.buffer: FrameBuffer[Frame] = FrameBuffer(buffer_size, lossless=not live)
+        self.stopping = threading.Event()
+        self._state = SourceState.CONNECTING
+        self._decoded = 0
+        self._reconnects = 0
+        self._size = (0, 0)
+        self._last_error: str | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def state(self) -> SourceState:
+        return self._state
+
+    def stats(self) -> SourceStats:
+        """State and counters now; ``dropped`` counts frames the consumer never used."""
+        return SourceStats(
+            stream_id=self.stream_id,
+            url=redact(self.url),
+            state=self._state,
+            decoded=self._decoded,
+            dropped=self.buffer.dropped,
+            reconnects=self._reconnects,
+            width=self._size[0],
+            height=self._size[1],
+            last_error=self._last_error,
+        )
+
+    def attach(self, buffer: FrameBuffer[Frame]) -> None:
+        """Deliver into ``buffer`` instead (before :meth:`start`): the pipeline gives every source one."""
+        self.buffer = buffer
+
+    def start(self) -> None:
+        """Start decoding on a daemon thread; returns at once."""
+        if self._thread is not None:
+            raise RuntimeError(f"source {self.stream_id} already started")
+        self._thread = threading.Thread(target=self._main, name=f"source-{self.stream_id}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the thread to finish; it closes the buffer on its way out."""
+        self.stopping.set()
+        self.buffer.close()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the thread; ``True`` if it has finished."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _main(self) -> None:
+        try:
+            self._run()
+        except Exception as exc:  # a source must never take the process down
+            self._fail(f"{type(exc).__name__}: {exc}")
+            log.exception("source %s crashed", self.stream_id)
+        finally:
+            if self._state not in (SourceState.FAILED, SourceState.ENDED):
+                self._set_state(SourceState.ENDED)
+            self.buffer.close()
+
+    @abstractmethod
+    def _run(self) -> None:
+        """Decode until ``self.stopping`` is set or the stream ends for good."""
+
+    def _set_state(self, state: SourceState) -> None:
+        if state is not self._state:
+            log.info("source %s: %s", self.stream_id, state.value)
+            self._state = state
+
+    def _error(self, message: str) -> None:
+        """Remember ``message`` (credentials redacted) as the last error and log it."""
+        self._last_error = self._redacted(message)
+        log.warning("source %s: %s", self.stream_id, self._last_error)
+
+    def _fail(self, message: str) -> None:
+        self._error(message)
+        self._set_state(SourceState.FAILED)
+
+    def _redacted(self, text: str) -> str:
+        password = urlsplit(self.url).password
+        text = text.replace(self.url, redact(self.url))
+        return text.replace(password, "***") if password else text
+
+    def _emit(self, image: np.ndarray, pts_ms: float, decode_ms: float) -> bool:
+        """Hand one decoded frame to the buffer; ``False`` once the consumer is gone."""
+        self._size = (image.shape[1], image.shape[0])
+        frame = Frame(self.stream_id, self._decoded, pts_ms, image, time.monotonic(), decode_ms)
+        self._decoded += 1
+        while not self.buffer.put(frame, timeout=0.5):  # only a lossless buffer waits
+            if self.stopping.is_set() or self.buffer.closed:
+                return False
+        return True
+
+    def _backoff(self, attempt: int, first: float, cap: float) -> bool:
+        """Sleep ``first * 2**(attempt - 1)`` seconds (at most ``cap``); ``False`` if stopped meanwhile."""
+        self._reconnects += 1
+        self._set_state(SourceState.RECONNECTING)
+        return not self.stopping.wait(min(cap, first * 2 ** max(0, attempt - 1)))
