@@ -14,6 +14,7 @@ from skimage import data
 from streamer.models import zoo
 from streamer.sources.images import read_image
 from streamer.tasks import Classifier, ClassifierOptions
+from tests.rtsp import rtsp_server  # noqa: F401  (a fixture for every test module)
 
 
 @pytest.fixture(scope="session")

@@ -39,7 +39,8 @@ class PyAVSource(Source):
     ``rtsp_transport`` is ``tcp`` (default, robust) or ``udp``. ``open_timeout``
     and ``read_timeout`` (seconds) bound connecting and each read; a stalled
     stream then reconnects. ``backoff`` is (first, cap) seconds between
-    reconnects. ``live`` ``None`` guesses from the URL.
+    reconnects. ``live`` ``None`` means live for a URL and not for a path;
+    ``live=False`` reads a URL once, like a file (an HTTP video, an HLS VOD).
     """
 
     def __init__(
@@ -56,13 +57,14 @@ class PyAVSource(Source):
         backoff: tuple[float, float] = (0.5, 10.0),
         buffer_size: int = 2,
     ) -> None:
-        live = is_live_url(url) if live is None else live
-        if not live and not Path(url).is_file():
+        network = is_live_url(url)
+        live = network if live is None else live
+        if not network and not Path(url).is_file():
             raise InputNotFoundError(f"video file {url} does not exist")
         if rtsp_transport not in ("tcp", "udp"):
             raise ValueError(f"rtsp_transport = {rtsp_transport!r}; use 'tcp' or 'udp'")
         super().__init__(stream_id, url, live=live or realtime, buffer_size=buffer_size)
-        self.network = live
+        self.reconnect = live  # a live stream that ends or breaks is reopened, forever
         self.realtime = realtime
         self.loop = loop
         self.options = {"rtsp_transport": rtsp_transport} if url.lower().startswith("rtsp") else {}
@@ -116,13 +118,13 @@ class PyAVSource(Source):
                         container.streams.video[0].thread_type = "AUTO"  # frame threads: faster decoding
                     failures = 0
                     while (last := self._play(container, offset_ms)) is not None:
-                        if self.network or not self.loop:
+                        if self.reconnect or not self.loop:
                             break
                         offset_ms = last + 1000.0 / float(container.streams.video[0].average_rate or 30)
                         container.seek(0)
                     else:
                         return  # stopped, or the consumer is gone
-                if not self.network:
+                if not self.reconnect:
                     self._set_state(SourceState.ENDED)
                     return
                 self._error("the stream ended")
@@ -131,7 +133,7 @@ class PyAVSource(Source):
                 if any(word in message for word in _UNAUTHORIZED):
                     self._fail(f"{message}: check the user name and password in the URL")
                     return
-                if not self.network:
+                if not self.reconnect:
                     self._fail(f"cannot decode {self.url}: {message}")
                     return
                 self._error(message)
