@@ -13,13 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from streamer.errors import ConfigError, ModelError
-from streamer.models import zoo
-from streamer.models.engine import Engine
 from streamer.models.labels import load_display_names, load_labels
-from streamer.models.spec import ClassifierModel, normalization_constants
+from streamer.models.spec import ClassifierModel
+from streamer.models.stage import ModelStage
 from streamer.results import Category
 from streamer.vision.postprocess import apply_head, select
-from streamer.vision.preprocess import fit, to_tensor
+from streamer.vision.preprocess import fit
 
 __all__ = ["ClassifierStage", "class_mask"]
 
@@ -40,8 +39,8 @@ def class_mask(names: list[str], allow: tuple[str, ...], deny: tuple[str, ...], 
     return listed_mask if allow else ~listed_mask
 
 
-class ClassifierStage:
-    """A classifier model ready to score images; owns one :class:`Engine`."""
+class ClassifierStage(ModelStage[ClassifierModel]):
+    """A classifier model ready to score images; owns one :class:`~streamer.models.engine.Engine`."""
 
     def __init__(
         self,
@@ -55,16 +54,8 @@ class ClassifierStage:
         max_results: int | None = 5,
         score_threshold: float = 0.0,
     ) -> None:
-        onnx_path, labels_path, defaults = zoo.locate(model.model, model.labels, "classifier", cache_dir)
-        self.declaration = declaration = model.with_defaults(defaults)
-        self.engine = Engine(onnx_path, device=device)
-        self.input_size = self.engine.image_size(
-            section="classifier",
-            layout=declaration.layout or "nchw",
-            declared=declaration.input_size,
-            normalization=model.normalization,
-        )
-        self._mean, self._std = normalization_constants(declaration.normalization, declaration.mean, declaration.std)
+        super().__init__(model, "classifier", device=device, cache_dir=cache_dir)
+        declaration, labels_path = self.declaration, self.labels_path
         self._shorter = declaration.resize_shorter or round(min(self.input_size) / 0.875)
         self.regression = declaration.head == "regression"
         count = self.scores([np.zeros((self.input_size[1], self.input_size[0], 3), np.uint8)]).shape[1]
@@ -73,7 +64,7 @@ class ClassifierStage:
             if len(self.names) != count and not self.regression:
                 raise ModelError(
                     f"class-names file {labels_path} has {len(self.names)} names but model "
-                    f"{onnx_path} outputs {count} scores; they must match"
+                    f"{self.engine.path} outputs {count} scores; they must match"
                 )
         else:
             self.names = [str(i) for i in range(count)]
@@ -87,23 +78,9 @@ class ClassifierStage:
         """``image`` (RGB uint8) brought to the model's input size by the declared resize."""
         return fit(image, self.input_size, self.declaration.resize or "crop", self._shorter)
 
-    def tensor(self, fitted: list[np.ndarray]) -> np.ndarray:
-        """The model's input batch for images already brought to size by :meth:`fit`."""
-        return to_tensor(
-            fitted,
-            mean=self._mean,
-            std=self._std,
-            layout=self.declaration.layout or "nchw",
-            bgr=self.declaration.color == "bgr",
-            dtype=self.engine.input.dtype,
-        )
-
     def scores(self, fitted: list[np.ndarray]) -> np.ndarray:
         """Scores ``[len(fitted), classes]`` after the head, in one run where the model allows."""
-        batch = self.tensor(fitted)
-        step = self.engine.max_batch or len(batch)
-        raw = [self.engine.run(batch[i : i + step])[0] for i in range(0, len(batch), step)]
-        return apply_head(np.concatenate(raw), self.declaration.head or "softmax")
+        return apply_head(self.run(self.tensor(fitted))[0], self.declaration.head or "softmax")
 
     def categories(self, row: np.ndarray) -> tuple[Category, ...]:
         """The best classes of one score row, after allow/deny list, threshold and ``max_results``."""

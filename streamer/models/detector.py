@@ -13,19 +13,18 @@ from pathlib import Path
 import numpy as np
 
 from streamer.errors import ConfigError, ModelError
-from streamer.models import zoo
 from streamer.models.classifier import class_mask
-from streamer.models.engine import Engine
 from streamer.models.labels import load_labels
-from streamer.models.spec import DetectorModel, normalization_constants
+from streamer.models.spec import DetectorModel
+from streamer.models.stage import ModelStage
 from streamer.vision.detect import Detections, check_outputs, decode
-from streamer.vision.preprocess import Letterbox, letterbox, to_tensor
+from streamer.vision.preprocess import Letterbox, letterbox
 
 __all__ = ["DetectorStage"]
 
 
-class DetectorStage:
-    """A detector model ready to find objects; owns one :class:`Engine`."""
+class DetectorStage(ModelStage[DetectorModel]):
+    """A detector model ready to find objects; owns one :class:`~streamer.models.engine.Engine`."""
 
     def __init__(
         self,
@@ -36,36 +35,28 @@ class DetectorStage:
         allowlist: tuple[str, ...] = (),
         denylist: tuple[str, ...] = (),
     ) -> None:
-        onnx_path, labels_path, defaults = zoo.locate(model.model, model.labels, "detector", cache_dir)
-        self.declaration = declaration = model.with_defaults(defaults)
+        super().__init__(model, "detector", device=device, cache_dir=cache_dir)
+        declaration, labels_path, onnx_path = self.declaration, self.labels_path, self.engine.path
         if declaration.family is None:
             raise ConfigError(
                 f"detector model {onnx_path}: set detector.family to its output layout "
                 "(yolov5, yolov8, yolov10 or ssd); it is declared, not guessed"
             )
         self.family: str = declaration.family
-        self.engine = Engine(onnx_path, device=device)
-        self.input_size = self.engine.image_size(
-            section="detector",
-            layout=declaration.layout or "nchw",
-            declared=declaration.input_size,
-            normalization=model.normalization,
-        )
         names = load_labels(labels_path) if labels_path is not None else None
         if names is None and self.family == "yolov10":
             raise ConfigError(f"detector model {onnx_path}: yolov10 outputs class ids only; set detector.labels")
-        where = f"{onnx_path}" + (f" with class names {labels_path}" if labels_path else "")
-        try:
-            check_outputs(self.family, [o.shape for o in self.engine.outputs], len(names) if names else None)
-        except ModelError as exc:
-            raise ModelError(f"{where}: {exc}") from None
-        self._mean, self._std = normalization_constants(declaration.normalization, declaration.mean, declaration.std)
-        blank = np.full((self.input_size[1], self.input_size[0], 3), 127, np.uint8)
-        outputs = self.run(self.prepare([blank])[0])
-        try:
-            check_outputs(self.family, [o.shape for o in outputs], len(names) if names else None)
-        except ModelError as exc:
-            raise ModelError(f"{where}: {exc}") from None
+
+        def check(shapes: list[tuple[int | str | None, ...]]) -> None:
+            try:
+                check_outputs(self.family, shapes, len(names) if names else None)
+            except ModelError as exc:
+                where = f"{onnx_path}" + (f" with class names {labels_path}" if labels_path else "")
+                raise ModelError(f"{where}: {exc}") from None
+
+        check([o.shape for o in self.engine.outputs])  # declared shapes, before running anything
+        outputs = self.run(self.prepare([np.full((*self.input_size[::-1], 3), 127, np.uint8)])[0])
+        check([o.shape for o in outputs])  # and the real ones, where dimensions were dynamic
         self.names: list[str] = names or [str(i) for i in range(_class_count(self.family, outputs))]
         what = "object_allowlist" if allowlist else "object_denylist"
         self._mask = class_mask(self.names, allowlist, denylist, what)
@@ -73,21 +64,7 @@ class DetectorStage:
     def prepare(self, images: list[np.ndarray]) -> tuple[np.ndarray, list[Letterbox]]:
         """Letterbox and normalise RGB ``images`` into one input batch."""
         fitted = [letterbox(image, self.input_size, self.declaration.pad_value or 0) for image in images]
-        tensor = to_tensor(
-            [canvas for canvas, _ in fitted],
-            mean=self._mean,
-            std=self._std,
-            layout=self.declaration.layout or "nchw",
-            bgr=self.declaration.color == "bgr",
-            dtype=self.engine.input.dtype,
-        )
-        return tensor, [box for _, box in fitted]
-
-    def run(self, tensor: np.ndarray) -> list[np.ndarray]:
-        """Raw outputs for a prepared batch, split into runs where the batch size is fixed."""
-        step = self.engine.max_batch or len(tensor)
-        runs = [self.engine.run(tensor[i : i + step]) for i in range(0, len(tensor), step)]
-        return runs[0] if len(runs) == 1 else [np.concatenate(parts) for parts in zip(*runs, strict=True)]
+        return self.tensor([canvas for canvas, _ in fitted]), [box for _, box in fitted]
 
     def decode(self, outputs: list[np.ndarray], index: int, box: Letterbox, size: tuple[int, int]) -> Detections:
         """Objects of image ``index`` in source pixels; ``size`` is its (width, height)."""
