@@ -127,3 +127,16 @@ def test_right_credentials_give_frames(rtsp_server: RtspServer, tmp_path: Path) 
     finally:
         source.stop()
         assert source.join(10)
+
+
+def test_udp_transport_on_request(rtsp_server: RtspServer, tmp_path: Path) -> None:
+    url = rtsp_server.start(rtsp_clip(tmp_path / "cam.mp4"), loop=True)
+    source = _camera(url, rtsp_transport="udp")
+    assert source.options == {"rtsp_transport": "udp"}
+    source.start()
+    try:
+        assert _until(lambda: source.stats().decoded >= 10, 20), source.stats().last_error
+        assert source.state is SourceState.LIVE
+    finally:
+        source.stop()
+        assert source.join(10)
