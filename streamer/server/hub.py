@@ -1,0 +1,85 @@
+"""The hub: fans results out to every connected client, each through its own bounded queue.
+
+A slow client loses its oldest messages (counted in ``dropped``); the
+server's memory and the other clients do not suffer. :meth:`Hub.publish`
+may be called from any thread (the pipeline's dispatcher); the queues live
+on the asyncio loop the hub was created on. Call order::
+
+    hub = Hub(loop, queue_size=64)           # on the server's event loop
+    client = hub.connect()                   # per WebSocket connection
+    text = await client.next()               # in that connection's sender task
+    hub.publish(text, stream="cam1")         # from anywhere
+    hub.disconnect(client)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+__all__ = ["Client", "Hub"]
+
+
+class Client:
+    """One connection's queue: newest messages kept, oldest dropped when full."""
+
+    def __init__(self, queue_size: int) -> None:
+        self._queue: deque[str] = deque(maxlen=queue_size)
+        self._ready = asyncio.Event()
+        self.streams: frozenset[str] | None = None  # None: every stream
+        self.dropped = 0
+        self.sent = 0
+
+    def offer(self, text: str, stream: str | None) -> None:
+        """Queue ``text`` if this client wants ``stream`` (``None``: a message for everyone)."""
+        if stream is not None and self.streams is not None and stream not in self.streams:
+            return
+        if len(self._queue) == self._queue.maxlen:
+            self.dropped += 1
+        self._queue.append(text)
+        self._ready.set()
+
+    async def next(self) -> str:
+        """The oldest queued message, waiting for one."""
+        while not self._queue:
+            self._ready.clear()
+            await self._ready.wait()
+        self.sent += 1
+        return self._queue.popleft()
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+
+class Hub:
+    """Every connected :class:`Client`, and the way messages reach them."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, queue_size: int = 64) -> None:
+        self._loop = loop
+        self.queue_size = queue_size
+        self.clients: set[Client] = set()
+
+    def connect(self) -> Client:
+        client = Client(self.queue_size)
+        self.clients.add(client)
+        return client
+
+    def disconnect(self, client: Client) -> None:
+        self.clients.discard(client)
+
+    def publish(self, text: str, stream: str | None = None) -> None:
+        """Send ``text`` to every client that wants ``stream``; safe from any thread, never blocks."""
+        if self._loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            self._fan_out(text, stream)
+        else:
+            self._loop.call_soon_threadsafe(self._fan_out, text, stream)
+
+    def _fan_out(self, text: str, stream: str | None) -> None:
+        for client in list(self.clients):
+            client.offer(text, stream)
