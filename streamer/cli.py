@@ -5,6 +5,7 @@
     streamer classify IMAGE... [--detect] [--top-k N] [--json]
     streamer draw IMAGE -o OUT.png
     streamer run SOURCE... [--jsonl FILE]
+    streamer serve [SOURCE...] [--host H] [--port P] [--token T]
     streamer models list
     streamer models build [NAME...] [--force]
 
@@ -17,6 +18,7 @@ inputs failed (the others are still processed).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import sys
@@ -31,6 +33,7 @@ from streamer.errors import ImageError, StreamerError
 from streamer.models import zoo
 from streamer.pipeline.pipeline import Pipeline
 from streamer.results import FrameResult
+from streamer.server.app import ServerConfig, StreamerServer
 from streamer.sources import Frame, SourceState, open_source
 from streamer.sources.images import read_image
 from streamer.tasks import STAGES, Classifier
@@ -81,6 +84,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--inference-fps", type=float, help="cap inferences per second per stream")
     run.add_argument("--duration", type=float, help="stop after this many seconds")
 
+    serve = commands.add_parser("serve", parents=[common, stages], help="serve results to browsers over WebSockets")
+    serve.add_argument("sources", nargs="*", metavar="SOURCE", help="video file, rtsp:// URL, camera 0")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1; others need a token)")
+    serve.add_argument("--port", type=int, help="port (default 8080; 0 picks a free one)")
+    serve.add_argument("--token", help="access token for /ws, /api and /metrics (or STREAMER_TOKEN)")
+    serve.add_argument("--loop", action="store_true", help="repeat files forever, like cameras")
+
     models = commands.add_parser("models", help="embedded default models")
     models_commands = models.add_subparsers(dest="models_command", required=True)
     models_commands.add_parser("list", parents=[common], help="show the embedded models and their cache state")
@@ -101,6 +111,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "model": "classifier.model",
         "detector": "detector.model",
         "stages": "stages",
+        "host": "server.host",
+        "port": "server.port",
+        "token": "token",
     }
     return {key: getattr(args, attr) for attr, key in keys.items() if getattr(args, attr, None) is not None}
 
@@ -206,6 +219,42 @@ def _run(args: argparse.Namespace, config: Config) -> int:
     return 1 if failed else 0
 
 
+def _serve(args: argparse.Namespace, config: Config) -> int:
+    sources = [open_source(spec, realtime=True, loop=args.loop) for spec in args.sources]
+    server_config = ServerConfig(
+        host=config["server.host"],
+        port=config["server.port"],
+        token=config["token"],
+        allowed_origins=tuple(config["server.allowed_origins"]),
+    )
+    stages = args.stages or config["stages"]
+    with Classifier.create_from_options(config.classifier_options(stages=stages)) as model:
+        pipeline = Pipeline(
+            model,
+            on_result=lambda result, frame: server.publish_result(result),
+            max_batch=config["server.max_batch"],
+            max_frame_age_ms=config["server.max_frame_age_ms"],
+        )
+        server = StreamerServer(server_config, model, stats=pipeline.stats)
+
+        async def main() -> None:
+            async with server:
+                print(f"streamer: serving on {server.url}", flush=True)
+                for source in sources:
+                    pipeline.add(source)
+                pipeline.start()
+                try:
+                    await asyncio.Event().wait()
+                finally:
+                    await asyncio.to_thread(pipeline.stop)
+
+        try:
+            asyncio.run(main())
+        except KeyboardInterrupt:
+            log.info("stopped")
+    return 0
+
+
 def _models(args: argparse.Namespace, config: Config) -> int:
     cache = config.cache_dir or zoo.default_cache_dir()
     if args.models_command == "list":
@@ -233,6 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _draw(args, config)
         if args.command == "run":
             return _run(args, config)
+        if args.command == "serve":
+            return _serve(args, config)
         return _models(args, config)
     except StreamerError as exc:
         print(f"streamer: error: {exc}", file=sys.stderr)

@@ -36,7 +36,7 @@ __all__ = ["ENV_PREFIX", "SCHEMA", "Config", "load_config"]
 
 ENV_PREFIX = "STREAMER_"
 #: variables with the prefix that are not configuration keys.
-ENV_IGNORED = frozenset({"STREAMER_REQUIRE_ALL", "STREAMER_CONFIG"})
+ENV_IGNORED = frozenset({"STREAMER_REQUIRE_ALL", "STREAMER_CONFIG"})  # not configuration keys
 LOG_LEVELS = ("debug", "info", "warning", "error")
 _Declaration = TypeVar("_Declaration", ClassifierModel, DetectorModel)
 
@@ -71,6 +71,14 @@ SCHEMA: dict[str, dict[str, Kind]] = {
         "log_level": Kind(str, choices=LOG_LEVELS),
         "stages": Kind(str, choices=STAGES),
         "region_of_interest": Kind(float, 4, optional=True),
+        "token": _OPTIONAL_STR,
+    },
+    "server": {
+        "host": _STR,
+        "port": _INT,
+        "allowed_origins": _NAMES,
+        "max_batch": _INT,
+        "max_frame_age_ms": _FLOAT,
     },
     "classifier": {
         "model": _STR,
@@ -127,6 +135,11 @@ DEFAULTS: dict[str, Any] = {
     "detector.object_denylist": (),
     "detector.cascade_classes": (),
     "detector.crop_margin": 0.1,
+    "server.host": "127.0.0.1",
+    "server.port": 8080,
+    "server.allowed_origins": (),
+    "server.max_batch": 4,
+    "server.max_frame_age_ms": 500.0,
 }
 
 

@@ -156,3 +156,48 @@ def test_run_reports_a_failed_source(tmp_path: Path) -> None:
     done = streamer("run", str(junk))
     assert done.returncode == 1
     assert f"streamer: error: junk.mp4: cannot decode {junk}" in done.stderr
+
+
+def test_serve_pushes_results_to_a_websocket_client_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    import asyncio
+    import signal
+    import urllib.request
+
+    from websockets.asyncio.client import connect
+
+    from tests.media import make_clip
+
+    clip = make_clip(tmp_path / "cam.mp4", frames=30, fps=15)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamer", "serve", str(clip), "--loop", "--port", "0", "--device", "cpu"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("streamer: serving on http://127.0.0.1:"), line
+        url = line.split()[-1]
+
+        async def first_results() -> list[dict[str, object]]:
+            async with asyncio.timeout(60), connect(url.replace("http", "ws") + "ws") as ws:
+                hello = json.loads(await ws.recv())
+                assert hello["type"] == "hello"
+                results = []
+                while len(results) < 5:
+                    message = json.loads(await ws.recv())
+                    if message["type"] == "result":
+                        results.append(message["result"])
+                return results
+
+        results = asyncio.run(first_results())
+        assert all(r["stream"] == "cam.mp4" and r["classes"] for r in results)
+        streams = json.loads(urllib.request.urlopen(url + "api/streams", timeout=10).read())
+        assert streams[0]["stream"] == "cam.mp4" and streams[0]["state"] == "live"
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
