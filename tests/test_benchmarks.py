@@ -17,6 +17,8 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
         ("bench_classify.py", ["--rounds", "2", "--images", "2"], "ratio streamer / bare"),
         ("bench_cascade.py", ["--rounds", "2", "--frames", "1"], "ratio streamer / bare"),
         ("bench_decode.py", ["--runs", "2"], "decode+nms 10k boxes"),
+        ("bench_reader.py", ["--frames", "10", "--rounds", "2"], "ratio streamer / bare"),
+        ("bench_live.py", ["--duration", "3", "--long", "0"], "ratio age p50 / bare"),
     ],
 )
 def test_benchmark_runs(script: str, args: list[str], expected: str) -> None:

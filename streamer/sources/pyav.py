@@ -65,6 +65,7 @@ class PyAVSource(Source):
             raise ValueError(f"rtsp_transport = {rtsp_transport!r}; use 'tcp' or 'udp'")
         super().__init__(stream_id, url, live=live or realtime, buffer_size=buffer_size)
         self.reconnect = live  # a live stream that ends or breaks is reopened, forever
+        self.network = network
         self.realtime = realtime
         self.loop = loop
         self.options = {"rtsp_transport": rtsp_transport} if url.lower().startswith("rtsp") else {}
@@ -93,6 +94,7 @@ class PyAVSource(Source):
                 return None
             start = time.perf_counter()
             image = frame.to_ndarray(format="rgb24")
+            decode_ms = (seconds + time.perf_counter() - start) * 1000.0  # before any pacing sleep
             pts_ms = offset_ms + (
                 frame.time * 1000.0 if frame.time is not None else self._decoded * 1000 / fallback_fps
             )
@@ -102,7 +104,6 @@ class PyAVSource(Source):
                 if delay > 0 and self.stopping.wait(delay):
                     return None
             self._set_state(SourceState.LIVE)
-            decode_ms = (seconds + time.perf_counter() - start) * 1000.0
             if not self._emit(image, pts_ms, decode_ms):
                 return None
             last = pts_ms
@@ -113,9 +114,9 @@ class PyAVSource(Source):
         failures = 0  # consecutive failed connections, for the backoff
         while not self.stopping.is_set():
             try:
-                with av.open(self.url, options=self.options, timeout=self.timeouts) as container:
-                    if container.streams.video:
-                        container.streams.video[0].thread_type = "AUTO"  # frame threads: faster decoding
+                # Timeouts only for network streams: for files the interrupt callback costs GIL round trips.
+                timeout = self.timeouts if self.network else None
+                with av.open(self.url, options=self.options, timeout=timeout) as container:
                     failures = 0
                     while (last := self._play(container, offset_ms)) is not None:
                         if self.reconnect or not self.loop:
