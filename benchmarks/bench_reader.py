@@ -4,9 +4,9 @@ Our side is the real usage: ``PyAVSource`` on a file (lossless, as fast as
 the consumer takes frames) decodes and converts to RGB on its worker thread
 and hands each frame through its FrameBuffer (capacity 2) to the main
 thread, which takes them with ``buffer.get`` until the buffer is drained.
-The bare side is the loop a user would write by hand: ``av.open``, frame
-threads on (``thread_type = "AUTO"``, as ours), ``frame.to_ndarray("rgb24")``
-per frame, all on the calling thread. The clip (real photographs panned,
+The bare side is the loop a user would write by hand: ``av.open``, PyAV's
+default decoder threading (as ours), ``frame.to_ndarray("rgb24")`` per
+frame, all on the calling thread. The clip (real photographs panned,
 x264 ultrafast/zerolatency) is made once in a temp dir. Both sides run
 interleaved in rounds (ABBA); the ratio ours / bare is the median of the
 per-round ratios. Target: ratio >= 0.95.
@@ -15,7 +15,7 @@ Wall-clock fps on a small shared machine moves with whatever else runs
 (the load average is printed); the CPU time per frame (all threads of the
 process) is printed too, as a load-independent view of the same cost.
 
-    python benchmarks/bench_reader.py [--rounds 6] [--frames 150]
+    python benchmarks/bench_reader.py [--rounds 12] [--frames 300]
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ def bare(path: Path) -> int:
     """Decode every frame to RGB with a plain PyAV loop; returns the frame count."""
     count = 0
     with av.open(str(path)) as container:
-        container.streams.video[0].thread_type = "AUTO"
         for frame in container.decode(video=0):
             frame.to_ndarray(format="rgb24")
             count += 1
@@ -73,8 +72,8 @@ def ours(path: Path) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--frames", type=int, default=150, help="frames in the clip (decoded per round and side)")
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--frames", type=int, default=300, help="frames in the clip (decoded per round and side)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
