@@ -57,6 +57,11 @@ def test_four_times_overload_for_a_minute(tmp_path: Path) -> None:
             memory.append(_rss_mb())
         stats = pipeline.stats()[0]
     decoded, dropped, inferred = stats["decoded"], stats["dropped"], stats["inferred"]
+    print(  # for the record, with pytest -s
+        f"overload: source {fps} fps, model {1 / latency:.1f} fps; {decoded} decoded, {inferred} inferred, "
+        f"{dropped} dropped; age p50/p99/max {np.percentile(ages, 50):.0f}/{np.percentile(ages, 99):.0f}/"
+        f"{max(ages):.0f} ms; RSS {memory[1]:.0f} -> {memory[-1]:.0f} MB"
+    )
     assert decoded >= 3 * inferred, f"not overloaded: {decoded} decoded, {inferred} inferred at {fps} fps"
     assert decoded - (dropped + inferred) <= 3, "every frame is inferred, dropped and counted, or still in flight"
     assert inferred >= 0.5 * elapsed / latency, "the model stays busy"
