@@ -301,17 +301,18 @@ class Classifier:
                     if self.classifier is not None and (self._second_stage is None or self._second_stage[class_id]):
                         crop = crop_box(region, box, self.options.crop_margin)
                         if crop is not None:
-                            crops.append(self.classifier.fit(crop))
+                            crops.append(crop)
                             owners.append((i, len(objects[i]) - 1))
             lap("inference")
         elif self.classifier is not None:
-            crops = [self.classifier.fit(region) for region in regions]
+            crops = regions
             owners = [(i, -1) for i in range(len(regions))]
         frame_classes: list[tuple[Category, ...]] = [() for _ in images]
         frame_values: list[tuple[float, ...]] = [() for _ in images]
         if self.classifier is not None and crops:
+            fitted = [self.classifier.fit(crop) for crop in crops]
             lap("preprocess")
-            scores = self.classifier.scores(crops)
+            scores = self.classifier.scores(fitted)
             lap("inference")
             for (i, j), row in zip(owners, scores, strict=True):
                 if j < 0 and self.classifier.regression:
