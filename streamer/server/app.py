@@ -39,17 +39,16 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import cv2
-import numpy as np
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers, MultipleValuesError
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from streamer.errors import ConfigError, StreamerError
+from streamer.errors import ConfigError, ImageError, StreamerError
 from streamer.results import FrameResult
 from streamer.server import wire
 from streamer.server.hub import Client, Hub
+from streamer.sources.images import decode_image
 from streamer.tasks import Classifier
 
 __all__ = ["ServerConfig", "StreamerServer"]
@@ -231,16 +230,6 @@ def render_metrics(streams: list[dict[str, Any]], *, clients: int, ws_dropped: i
 # --- classify requests ----------------------------------------------------------------------------
 
 
-def _decode_image(data: bytes) -> np.ndarray | None:
-    try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
-    except cv2.error:
-        return None
-    if image is None:
-        return None
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
 def _classify_records(classifier: Classifier, lock: threading.Lock, request: wire.Classify) -> list[dict[str, Any]]:
     """Answer each record of ``request``, in order; runs on a worker thread."""
     answers: list[dict[str, Any]] = []
@@ -250,14 +239,11 @@ def _classify_records(classifier: Classifier, lock: threading.Lock, request: wir
                 answers.append({"error": record.error or f"record {index}: no image"})
                 continue
             start = time.perf_counter()
-            image = _decode_image(record.image)
-            if image is None:
-                answers.append(
-                    {"error": f"record {index}: not an image OpenCV can decode; send a JPEG, PNG, BMP or WebP"}
-                )
-                continue
             try:
-                result = classifier.process([image])[0]
+                result = classifier.process([decode_image(record.image, f"record {index}")])[0]
+            except ImageError as exc:
+                answers.append({"error": str(exc)})
+                continue
             except StreamerError as exc:
                 answers.append({"error": f"record {index}: {exc}"})
                 continue
