@@ -23,6 +23,7 @@ gathering on every interface.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
 import logging
 import threading
@@ -76,10 +77,8 @@ class FrameTrack(MediaStreamTrack):  # type: ignore[misc]
         event = self._event
         if loop is None or event is None:
             return
-        try:
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
             loop.call_soon_threadsafe(event.set)
-        except RuntimeError:  # the loop is closed: nobody is waiting any more
-            pass
 
     async def recv(self) -> av.VideoFrame:
         """The next frame newer than the last one returned, waiting for it if needed."""
