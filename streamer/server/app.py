@@ -39,6 +39,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import numpy as np
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers, MultipleValuesError
 from websockets.exceptions import ConnectionClosed
@@ -48,6 +49,7 @@ from streamer.errors import ConfigError, ImageError, StreamerError
 from streamer.results import FrameResult
 from streamer.server import wire
 from streamer.server.hub import Client, Hub
+from streamer.server.webrtc import FrameTrack, answer_offer
 from streamer.sources.images import decode_image
 from streamer.tasks import Classifier
 
@@ -100,7 +102,8 @@ class ServerConfig:
     ``allowed_origins`` lists browser origins (``"https://host:port"``)
     allowed on ``/ws`` besides the page's own. ``queue_size`` bounds each
     client's queue of results; ``max_message_bytes`` the size of a message
-    from a client (larger ones close the connection with 1009).
+    from a client (larger ones close the connection with 1009). ``ice_hosts``
+    are the addresses WebRTC offers its media on (never a STUN server).
     """
 
     host: str = "127.0.0.1"
@@ -110,6 +113,7 @@ class ServerConfig:
     allowed_origins: tuple[str, ...] = ()
     queue_size: int = 64
     max_message_bytes: int = wire.MAX_MESSAGE_BYTES
+    ice_hosts: tuple[str, ...] = ("127.0.0.1",)
 
     def __post_init__(self) -> None:
         if not isinstance(self.port, int) or isinstance(self.port, bool) or not 0 <= self.port <= 65535:
@@ -300,6 +304,9 @@ class StreamerServer:
         self._port = self.config.port
         self._dropped_gone = 0  # results dropped for clients that have disconnected
         self._web_root = self.config.web_dir.resolve()
+        self._tracks: dict[str, set[FrameTrack]] = {}  # per stream, the WebRTC tracks watching it
+        self._tracks_lock = threading.Lock()
+        self._peers: set[Any] = set()  # open RTCPeerConnections, closed on stop
 
     # lifecycle
 
@@ -324,6 +331,8 @@ class StreamerServer:
     async def stop(self) -> None:
         """Close every connection (1001 going away) and stop listening."""
         server, self._server = self._server, None
+        peers, self._peers = self._peers, set()
+        await asyncio.gather(*(peer.close() for peer in peers), return_exceptions=True)
         if server is None:
             return
         server.close()
@@ -361,6 +370,40 @@ class StreamerServer:
             hub.publish(text, stream=result.stream)
         except RuntimeError:  # the loop closed between the hub's check and the call
             log.debug("result of %r dropped: the server's loop is closed", result.stream)
+
+    def publish_frame(self, stream: str, image: np.ndarray, pts_ms: float) -> None:
+        """Hand a decoded frame to every browser watching ``stream`` over WebRTC; any thread, never blocks."""
+        with self._tracks_lock:
+            tracks = list(self._tracks.get(stream, ()))
+        for track in tracks:
+            track.push(image, pts_ms)
+
+    async def _watch(self, offer: wire.Offer) -> str:
+        """Answer a browser's offer to watch ``offer.stream`` with a track fed by :meth:`publish_frame`."""
+        stream = offer.stream or ""
+        known = {str(row.get("stream")) for row in self._stats()}
+        if stream not in known:
+            return wire.error(wire.WireError("unknown_stream", f"no stream {stream!r}; streams: {sorted(known)}"))
+        track = FrameTrack()
+        try:
+            peer, sdp = await answer_offer(offer.sdp, track, host_addresses=list(self.config.ice_hosts))
+        except Exception as exc:  # aiortc raises plain ValueError/RuntimeError on a bad SDP
+            track.stop()
+            return wire.error(wire.WireError("bad_offer", f"cannot answer this WebRTC offer: {exc}"[:300]))
+        with self._tracks_lock:
+            self._tracks.setdefault(stream, set()).add(track)
+        self._peers.add(peer)
+
+        @peer.on("connectionstatechange")  # type: ignore[untyped-decorator]
+        async def _state() -> None:
+            if peer.connectionState in ("failed", "closed"):
+                with self._tracks_lock:
+                    self._tracks.get(stream, set()).discard(track)
+                track.stop()
+                self._peers.discard(peer)
+                await peer.close()
+
+        return wire.encode("answer", stream=stream, sdp=sdp)
 
     def ws_dropped(self) -> int:
         """Results dropped so far for clients that read too slowly."""
@@ -529,4 +572,6 @@ class StreamerServer:
                 )
             records = await asyncio.to_thread(_classify_records, self.classifier, self._classify_lock, request)
             return wire.encode("classified", id=request.id, records=records)
-        return wire.error(wire.WireError("unsupported", "WebRTC is not available yet"))
+        if request.stream is None:
+            return wire.error(wire.WireError("unsupported", "sending the browser's camera is not available yet"))
+        return await self._watch(request)

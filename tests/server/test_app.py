@@ -527,7 +527,7 @@ def test_thousands_of_malformed_messages_each_get_an_error() -> None:
                         codes[reply["code"]] = codes.get(reply["code"], 0) + 1
                         if message is messages[2]:
                             assert reply["id"] == "r11" and "11" in reply["message"]
-                # a classify without a classifier, an offer: errors too, the connection stays
+                # a classify without a classifier, an offer that is no SDP: errors too, the connection stays
                 await ws.send(wire.encode("classify", id="c1", records=[{"image": "aGVsbG8="}]))
                 assert await receive(ws) == {
                     "type": "error",
@@ -537,7 +537,7 @@ def test_thousands_of_malformed_messages_each_get_an_error() -> None:
                 }
                 await ws.send(wire.encode("offer", stream="cam1", sdp="v=0"))
                 reply = await receive(ws)
-                assert (reply["type"], reply["code"]) == ("error", "unsupported")
+                assert (reply["type"], reply["code"]) == ("error", "bad_offer")
                 await ws.send(wire.encode("ping"))
                 assert await receive(ws) == {"type": "pong"}
             assert {"binary", "bad_json", "bad_message", "unknown_type"} <= set(codes)
