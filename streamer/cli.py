@@ -239,7 +239,9 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
             max_batch=config["server.max_batch"],
             max_frame_age_ms=config["server.max_frame_age_ms"],
         )
-        server = StreamerServer(server_config, model, stats=pipeline.stats)
+        server = StreamerServer(
+            server_config, model, stats=pipeline.stats, add_source=pipeline.add, remove_source=pipeline.remove
+        )
 
         async def main() -> None:
             async with server:

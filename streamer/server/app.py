@@ -40,6 +40,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
+from aiortc import MediaStreamTrack
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers, MultipleValuesError
 from websockets.exceptions import ConnectionClosed
@@ -50,7 +51,9 @@ from streamer.results import FrameResult
 from streamer.server import wire
 from streamer.server.hub import Client, Hub
 from streamer.server.webrtc import FrameTrack, answer_offer
+from streamer.sources.base import Source
 from streamer.sources.images import decode_image
+from streamer.sources.webrtc import TrackSource
 from streamer.tasks import Classifier
 
 __all__ = ["ServerConfig", "StreamerServer"]
@@ -291,6 +294,8 @@ class StreamerServer:
         *,
         stats: Callable[[], list[dict[str, Any]]] | None = None,
         provider: str | None = None,
+        add_source: Callable[[Source], None] | None = None,
+        remove_source: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config or ServerConfig()
         self.classifier = classifier
@@ -307,6 +312,8 @@ class StreamerServer:
         self._tracks: dict[str, set[FrameTrack]] = {}  # per stream, the WebRTC tracks watching it
         self._tracks_lock = threading.Lock()
         self._peers: set[Any] = set()  # open RTCPeerConnections, closed on stop
+        self._add_source, self._remove_source = add_source, remove_source
+        self._cameras = 0
 
     # lifecycle
 
@@ -401,6 +408,36 @@ class StreamerServer:
                     self._tracks.get(stream, set()).discard(track)
                 track.stop()
                 self._peers.discard(peer)
+                await peer.close()
+
+        return wire.encode("answer", stream=stream, sdp=sdp)
+
+    async def _camera(self, offer: wire.Offer, client: Client) -> str:
+        """Receive the browser's camera as a new live stream; this client gets its results."""
+        add, remove = self._add_source, self._remove_source
+        if add is None or remove is None:
+            return wire.error(wire.WireError("unsupported", "this server classifies no browser cameras"))
+        self._cameras += 1
+        stream = f"browser-{self._cameras}"
+        loop = asyncio.get_running_loop()
+
+        def on_track(track: MediaStreamTrack) -> None:
+            add(TrackSource(stream, track, loop))
+
+        try:
+            peer, sdp = await answer_offer(
+                offer.sdp, None, host_addresses=list(self.config.ice_hosts), on_track=on_track
+            )
+        except Exception as exc:  # aiortc raises plain ValueError/RuntimeError on a bad SDP
+            return wire.error(wire.WireError("bad_offer", f"cannot answer this WebRTC offer: {exc}"[:300]))
+        self._peers.add(peer)
+        client.streams = frozenset({stream}) if client.streams is None else client.streams | {stream}
+
+        @peer.on("connectionstatechange")  # type: ignore[untyped-decorator]
+        async def _state() -> None:
+            if peer.connectionState in ("failed", "closed"):
+                self._peers.discard(peer)
+                await asyncio.to_thread(remove, stream)
                 await peer.close()
 
         return wire.encode("answer", stream=stream, sdp=sdp)
@@ -573,5 +610,5 @@ class StreamerServer:
             records = await asyncio.to_thread(_classify_records, self.classifier, self._classify_lock, request)
             return wire.encode("classified", id=request.id, records=records)
         if request.stream is None:
-            return wire.error(wire.WireError("unsupported", "sending the browser's camera is not available yet"))
+            return await self._camera(request, client)
         return await self._watch(request)

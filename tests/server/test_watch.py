@@ -69,7 +69,7 @@ def test_a_browser_style_client_watches_a_stream_and_gets_its_frames() -> None:
     [
         ({"stream": "garage", "sdp": "v=0"}, "unknown_stream", "no stream 'garage'; streams: ['cam']"),
         ({"stream": "cam", "sdp": "not sdp at all"}, "bad_offer", "cannot answer this WebRTC offer"),
-        ({"stream": None, "sdp": "v=0"}, "unsupported", "browser's camera is not available yet"),
+        ({"stream": None, "sdp": "v=0"}, "unsupported", "this server classifies no browser cameras"),
     ],
 )
 def test_bad_offers_get_an_error_and_the_connection_lives(offer: dict[str, object], code: str, text: str) -> None:
@@ -88,3 +88,66 @@ def test_bad_offers_get_an_error_and_the_connection_lives(offer: dict[str, objec
     reply, pong = asyncio.run(main())
     assert reply["type"] == "error" and reply["code"] == code and text in str(reply["message"])
     assert pong == {"type": "pong"}
+
+
+def test_the_browser_camera_is_classified_and_results_come_back() -> None:
+    """A client sends its camera (clip frames of a coffee cup) over WebRTC; the pipeline's results come back on /ws."""
+    from streamer.pipeline.pipeline import Pipeline
+    from streamer.server.webrtc import FrameTrack
+    from streamer.tasks import Classifier, ClassifierOptions
+
+    async def main() -> list[dict[str, object]]:
+        classifier = Classifier.create_from_options(ClassifierOptions(device="cpu"))
+        server: StreamerServer
+
+        def deliver(result: object, frame: object) -> None:
+            server.publish_result(result)  # type: ignore[arg-type]
+
+        pipeline = Pipeline(classifier, on_result=deliver, max_frame_age_ms=1000)
+        server = StreamerServer(
+            ServerConfig(port=0),
+            classifier,
+            stats=pipeline.stats,
+            add_source=pipeline.add,
+            remove_source=pipeline.remove,
+        )
+        pipeline.start()
+        camera = FrameTrack()
+        stop = threading.Event()
+
+        def film() -> None:
+            picture, start = photo("coffee"), time.monotonic()
+            for i in range(600):
+                if stop.wait(max(0.0, start + i / 15 - time.monotonic())):
+                    return
+                camera.push(clip_frame(picture, i % 60, 60, (320, 240)), i * 1000 / 15)
+
+        filming = threading.Thread(target=film, daemon=True)
+        filming.start()
+        client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        results: list[dict[str, object]] = []
+        try:
+            async with server, asyncio.timeout(30), connect(server.url.replace("http", "ws") + "ws") as ws:
+                await ws.recv()  # hello
+                client.addTrack(camera)
+                await gather_host_candidates(client, ["127.0.0.1"])
+                await client.setLocalDescription(await client.createOffer())
+                await ws.send(json.dumps({"type": "offer", "stream": None, "sdp": client.localDescription.sdp}))
+                answer = json.loads(await ws.recv())
+                assert answer["type"] == "answer" and answer["stream"] == "browser-1", answer
+                await client.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+                while len(results) < 5:
+                    message = json.loads(await ws.recv())
+                    if message["type"] == "result":
+                        results.append(message["result"])
+        finally:
+            stop.set()
+            filming.join(5)
+            await client.close()
+            await asyncio.to_thread(pipeline.stop)
+        return results
+
+    results = asyncio.run(main())
+    assert all(r["stream"] == "browser-1" for r in results)
+    names = {c["name"] for r in results for c in r["classes"][:2]}  # type: ignore[index, union-attr]
+    assert names & {"espresso", "cup", "coffee mug"}, names
