@@ -142,3 +142,12 @@ def test_redact_and_live_urls() -> None:
     assert redact("/videos/a.mp4") == "/videos/a.mp4"
     assert is_live_url("rtsp://x/y") and is_live_url("https://x/y.m3u8")
     assert not is_live_url("/videos/a.mp4") and not is_live_url("file:///videos/a.mp4")
+
+
+def test_the_bundled_demo_clip_decodes() -> None:
+    clip = Path(__file__).resolve().parents[2] / "samples" / "street.mp4"
+    source = PyAVSource("street", str(clip))
+    source.start()
+    frames = _drain(source)
+    assert len(frames) == 90 and frames[0].image.shape == (426, 640, 3)
+    assert frames[-1].pts_ms == pytest.approx(89 * 1000 / 15)
