@@ -229,13 +229,10 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
     )
     stages = args.stages or config["stages"]
     with Classifier.create_from_options(config.classifier_options(stages=stages)) as model:
-        def deliver(result: FrameResult, frame: Frame) -> None:
-            server.publish_frame(frame.stream_id, frame.image, frame.pts_ms)  # WebRTC viewers of the stream
-            server.publish_result(result)
-
         pipeline = Pipeline(
             model,
-            on_result=deliver,
+            on_result=lambda result, frame: server.publish_result(result),
+            on_frame=lambda frame: server.publish_frame(frame.stream_id, frame.image, frame.pts_ms),
             max_batch=config["server.max_batch"],
             max_frame_age_ms=config["server.max_frame_age_ms"],
         )

@@ -12,7 +12,9 @@ Call order::
         pipeline.stop()
 
 ``on_result(result, frame)`` runs on a dispatcher thread, never on the
-inference thread, so a slow callback costs results, not inference. With a
+inference thread, so a slow callback costs results, not inference.
+``on_frame(frame)``, if given, sees every decoded frame on its source's
+thread, inferred or not (to stream the video itself); it must be quick. With a
 lossless source (a file played as fast as possible) delivery is lossless too:
 every frame's result arrives, in order. One failing source never stops the
 others: its state says FAILED and the rest go on.
@@ -48,6 +50,7 @@ class Pipeline:
         max_batch: int = 4,
         max_frame_age_ms: float | None = 500.0,
         lossless: bool = False,
+        on_frame: Callable[[Frame], None] | None = None,
     ) -> None:
         self._dispatcher: Dispatcher[tuple[FrameResult, Frame]] = Dispatcher(
             lambda item: on_result(*item), lossless=lossless, name="pipeline-results"
@@ -59,6 +62,7 @@ class Pipeline:
             max_frame_age_ms=max_frame_age_ms,
         )
         self._sources: dict[str, Source] = {}
+        self._on_frame = on_frame
         self._lock = threading.Lock()
         self._started = False
 
@@ -68,6 +72,7 @@ class Pipeline:
             source.stream_id, live=source.live, capacity=source.buffer.capacity, inference_fps=inference_fps
         )
         source.attach(buffer)
+        source.on_frame = self._on_frame
         with self._lock:
             self._sources[source.stream_id] = source
         if self._started:

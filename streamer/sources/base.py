@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -113,6 +114,8 @@ class Source(ABC):
         self._size = (0, 0)
         self._last_error: str | None = None
         self._thread: threading.Thread | None = None
+        #: called on the source's thread with every decoded frame, inferred or not (e.g. to stream video)
+        self.on_frame: Callable[[Frame], None] | None = None
 
     @property
     def state(self) -> SourceState:
@@ -194,6 +197,11 @@ class Source(ABC):
         self._size = (image.shape[1], image.shape[0])
         frame = Frame(self.stream_id, self._decoded, pts_ms, image, time.monotonic(), decode_ms)
         self._decoded += 1
+        if self.on_frame is not None:
+            try:
+                self.on_frame(frame)
+            except Exception:
+                log.exception("source %s: the on_frame callback failed", self.stream_id)
         while not self.buffer.put(frame, timeout=0.5):  # only a lossless buffer waits
             if self.stopping.is_set() or self.buffer.closed:
                 return False

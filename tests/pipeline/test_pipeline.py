@@ -103,3 +103,17 @@ def test_states_of_finished_sources(tmp_path: Path, cascade: Classifier) -> None
         pipeline.add(source)
         assert pipeline.wait(30)
     assert source.state is SourceState.ENDED
+
+
+def test_on_frame_sees_every_decoded_frame_even_the_dropped(tmp_path: Path, cascade: Classifier) -> None:
+    clip = make_clip(tmp_path / "cam.mp4", frames=30, fps=30, size=(320, 240))
+    seen: list[tuple[str, int, float]] = []
+    collect = Collector()
+    source = PyAVSource("cam", str(clip), realtime=True)
+    with Pipeline(
+        cascade, on_result=collect, on_frame=lambda f: seen.append((f.stream_id, f.index, f.pts_ms))
+    ) as pipeline:
+        pipeline.add(source)
+        assert pipeline.wait(30)
+    assert [index for _, index, _ in seen] == list(range(30)), "every decoded frame, in order"
+    assert len(collect.results) < 30, "a realtime source at 30 fps outruns the cascade, yet on_frame saw all"
