@@ -385,13 +385,19 @@ class StreamerServer:
         for track in tracks:
             track.push(image, pts_ms)
 
-    async def _watch(self, offer: wire.Offer) -> str:
-        """Answer a browser's offer to watch ``offer.stream`` with a track fed by :meth:`publish_frame`."""
+    async def _watch(self, offer: wire.Offer, client: Client) -> str:
+        """Answer a browser's offer to watch ``offer.stream`` with a track fed by :meth:`publish_frame`.
+
+        When the first frame leaves, the client gets ``video_start`` with its ``pts_ms``: the first RTP
+        timestamp the browser sees stands for it.
+        """
         stream = offer.stream or ""
         known = {str(row.get("stream")) for row in self._stats()}
         if stream not in known:
             return wire.error(wire.WireError("unknown_stream", f"no stream {stream!r}; streams: {sorted(known)}"))
-        track = FrameTrack()
+        track = FrameTrack(
+            on_first=lambda pts_ms: client.offer(wire.encode("video_start", stream=stream, pts_ms=pts_ms), None)
+        )
         try:
             peer, sdp = await answer_offer(offer.sdp, track, host_addresses=list(self.config.ice_hosts))
         except Exception as exc:  # aiortc raises plain ValueError/RuntimeError on a bad SDP
@@ -611,4 +617,4 @@ class StreamerServer:
             return wire.encode("classified", id=request.id, records=records)
         if request.stream is None:
             return await self._camera(request, client)
-        return await self._watch(request)
+        return await self._watch(request, client)

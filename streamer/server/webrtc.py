@@ -44,12 +44,18 @@ _TIME_BASE = fractions.Fraction(1, PTS_CLOCK_HZ)
 
 
 class FrameTrack(MediaStreamTrack):  # type: ignore[misc]
-    """A video track showing the newest frame pushed to it, from any thread."""
+    """A video track showing the newest frame pushed to it, from any thread.
+
+    ``on_first(pts_ms)`` is called (on the event loop) with the ``pts_ms`` of
+    the first frame sent: the receiver's first RTP timestamp stands for it,
+    which lets a page turn RTP timestamps back into ``pts_ms``.
+    """
 
     kind = "video"
 
-    def __init__(self) -> None:
+    def __init__(self, on_first: Callable[[float], None] | None = None) -> None:
         super().__init__()
+        self._on_first = on_first
         self._lock = threading.Lock()
         self._image: np.ndarray | None = None
         self._pts_ms = 0.0
@@ -96,6 +102,9 @@ class FrameTrack(MediaStreamTrack):  # type: ignore[misc]
                     image, pts_ms, self._sent_seq = self._image, self._pts_ms, self._seq
                     break
             await event.wait()
+        if self._on_first is not None:
+            on_first, self._on_first = self._on_first, None
+            on_first(pts_ms)
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         frame.pts = round(pts_ms * PTS_CLOCK_HZ / 1000)
         frame.time_base = _TIME_BASE

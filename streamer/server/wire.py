@@ -16,6 +16,7 @@ From the server::
     {"type": "streams", "streams": [...]}
     {"type": "classified", "id": "req-1", "records": [...]}
     {"type": "answer", "stream": ..., "sdp": "..."}
+    {"type": "video_start", "stream": ..., "pts_ms": ...}      the first WebRTC frame's pts_ms
     {"type": "pong"}
     {"type": "error", "code": "...", "message": "...", "id": ...}
 

@@ -53,6 +53,9 @@ def test_a_browser_style_client_watches_a_stream_and_gets_its_frames() -> None:
                     await client.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
                     track = await received
                     frames = [await track.recv() for _ in range(10)]
+                    start = json.loads(await ws.recv())
+                    assert start["type"] == "video_start" and start["stream"] == "cam", start
+                    assert start["pts_ms"] % (1000 / 15) < 1e-6 or abs(start["pts_ms"] % (1000 / 15) - 1000 / 15) < 1e-6
             finally:
                 stop.set()
                 feeder.join(5)
