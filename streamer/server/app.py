@@ -437,7 +437,8 @@ class StreamerServer:
         except Exception as exc:  # aiortc raises plain ValueError/RuntimeError on a bad SDP
             return wire.error(wire.WireError("bad_offer", f"cannot answer this WebRTC offer: {exc}"[:300]))
         self._peers.add(peer)
-        client.streams = frozenset({stream}) if client.streams is None else client.streams | {stream}
+        if client.streams is not None:  # None already means every stream, this one included
+            client.streams |= {stream}
 
         @peer.on("connectionstatechange")  # type: ignore[untyped-decorator]
         async def _state() -> None:

@@ -135,7 +135,7 @@ def test_routes_static_files_api_and_metrics(tmp_path: Path) -> None:
 
             status, headers, body = await fetch(server, "/")
             assert status == 200 and headers["content-type"] == "text/html; charset=utf-8"
-            assert b'<div id="streams">' in body and b"<title>streamer</title>" in body
+            assert b'id="streams"' in body and b"<title>streamer</title>" in body
 
             expected = {
                 "/app.js": ("text/javascript; charset=utf-8", (web / "app.js").read_bytes()),

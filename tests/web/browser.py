@@ -1,0 +1,89 @@
+"""Helpers for the page's tests: a headless Chromium (Debian's) through Playwright, and a server on a thread.
+
+Playwright's browsers are never downloaded: the tests use ``/usr/bin/chromium`` (``apt-get install
+chromium``). Without it, or without the ``playwright`` package, the tests skip, or fail when
+``STREAMER_REQUIRE_ALL=1``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streamer.server.app import StreamerServer
+
+CHROMIUM = os.environ.get("STREAMER_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("STREAMER_REQUIRE_ALL") == "1":
+        pytest.fail(f"{reason} (STREAMER_REQUIRE_ALL=1)")
+    pytest.skip(reason)
+
+
+@contextmanager
+def chromium(extra_args: tuple[str, ...] = ()) -> Iterator[Any]:
+    """A headless Chromium ``Browser``, closed on exit; skips (or fails) when it cannot run here."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("the page tests need the playwright package: pip install 'playwright>=1.40'")
+    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
+        _missing(f"the page tests need Chromium at {CHROMIUM}: apt-get install chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args])
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@contextmanager
+def running(make: Callable[[], StreamerServer]) -> Iterator[StreamerServer]:
+    """``make()``'s server, started on an event loop of its own thread (Playwright's sync API needs this one)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="server", daemon=True)
+    thread.start()
+
+    async def start() -> StreamerServer:
+        server = make()
+        await server.start()
+        return server
+
+    server = asyncio.run_coroutine_threadsafe(start(), loop).result(30)
+    try:
+        yield server
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def screenshot(page: Any, name: str) -> Path:
+    """Save the page as ``artifacts/<name>.png`` at the repository root."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path

@@ -1,0 +1,196 @@
+"""The web page in a real headless Chromium against a real server: video over WebRTC, results drawn over it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from streamer.results import Detection, FrameResult
+from streamer.server.app import ServerConfig, StreamerServer
+from streamer.tasks import Classifier
+from tests.media import clip_frame, photo
+from tests.web.browser import chromium, running, screenshot
+
+BOX = (40.0, 30.0, 200.0, 180.0)  # in the 320x240 source's pixels
+
+
+def _stats() -> list[dict[str, object]]:
+    return [{"stream": "cam", "state": "live"}]
+
+
+def _wait(page: Any, expression: str, timeout_s: float = 20) -> None:
+    page.wait_for_function(expression, timeout=timeout_s * 1000, polling=100)
+
+
+@pytest.fixture
+def cam_server() -> Iterator[StreamerServer]:
+    """A server whose stream "cam" gets clip frames at 15 fps, each with a result holding one box."""
+    stop = threading.Event()
+    with running(lambda: StreamerServer(ServerConfig(port=0), stats=_stats)) as server:
+
+        def feed() -> None:
+            picture, start = photo(), time.monotonic()
+            for i in range(100_000):
+                if stop.wait(max(0.0, start + i / 15 - time.monotonic())):
+                    return
+                pts_ms = i * 1000 / 15
+                server.publish_frame("cam", clip_frame(picture, i % 60, 60, (320, 240)), pts_ms)
+                server.publish_result(
+                    FrameResult(
+                        320,
+                        240,
+                        objects=(Detection(BOX, 41, "cup", 0.9),),
+                        timings_ms={"decode": 1.0, "queue": 0.5, "preprocess": 1.0, "inference": 5.0, "age": 12.0},
+                        stream="cam",
+                        frame=i,
+                        pts_ms=pts_ms,
+                    )
+                )
+
+        feeder = threading.Thread(target=feed, daemon=True)
+        feeder.start()
+        try:
+            yield server
+        finally:
+            stop.set()
+            feeder.join(5)
+
+
+# The canvas pixels around the middle of the box's left and top edges, scaled to the displayed picture.
+_EDGE_ALPHA = """([x1, y1, x2, y2, w, h]) => {
+  const video = document.querySelector('.card[data-stream="cam"] video');
+  const canvas = document.querySelector('.card[data-stream="cam"] canvas');
+  const ratio = canvas.width / video.clientWidth;
+  const scale = Math.min(video.clientWidth / w, video.clientHeight / h);
+  const ox = (video.clientWidth - w * scale) / 2, oy = (video.clientHeight - h * scale) / 2;
+  const ctx = canvas.getContext("2d");
+  const around = (x, y) => {
+    const px = Math.round(x * ratio) - 3, py = Math.round(y * ratio) - 3;
+    const data = ctx.getImageData(px, py, 7, 7).data;
+    let max = 0;
+    for (let i = 3; i < data.length; i += 4) max = Math.max(max, data[i]);
+    return max;
+  };
+  const midY = oy + ((y1 + y2) / 2) * scale, midX = ox + ((x1 + x2) / 2) * scale;
+  return {
+    left: around(ox + x1 * scale, midY),
+    right: around(ox + x2 * scale, midY),
+    bottom: around(midX, oy + y2 * scale),
+    inside: around(ox + ((x1 + x2) / 2) * scale, midY),
+  };
+}"""
+
+
+def test_the_page_shows_a_stream_and_draws_its_boxes(cam_server: StreamerServer) -> None:
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1000, "height": 700})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        started = time.monotonic()
+        page.goto(cam_server.url)
+        page.wait_for_selector('.card[data-stream="cam"]', timeout=10_000)
+        video = '.card[data-stream="cam"] video'
+        _wait(page, f"document.querySelector('{video}').currentTime > 0")
+        playing_s = time.monotonic() - started
+        assert page.eval_on_selector(video, "v => v.videoWidth") == 320
+        assert page.eval_on_selector(video, "v => v.videoHeight") == 240
+        _wait(page, "(window.streamer.drawn.cam || 0) > 10")
+        _wait(page, "document.querySelector('.card[data-stream=\"cam\"] .badge').textContent === 'live'", 10)
+        edges = page.evaluate(_EDGE_ALPHA, [*BOX, 320, 240])
+        assert edges["left"] > 128 and edges["right"] > 128 and edges["bottom"] > 128, edges
+        assert edges["inside"] == 0, edges  # a box, not a filled rectangle
+        assert page.evaluate("window.streamer.results.cam.length") > 0
+        # The overlay's offset is measured from the frames' RTP timestamps and shown in the header.
+        _wait(page, "window.streamer.offsets.cam !== undefined", 10)
+        offset = page.evaluate("window.streamer.offsets.cam")
+        assert abs(offset) < 500, offset
+        stats = page.text_content('.card[data-stream="cam"] .stats') or ""
+        assert "fps" in stats and "age 12 ms" in stats and "overlay" in stats, stats
+        assert "cup 90%" in (page.text_content('.card[data-stream="cam"] .results') or "")
+        path = screenshot(page, "page")
+        print(f"video playing after {playing_s:.2f} s; overlay offset {offset:.1f} ms; screenshot {path}")
+        assert not errors, errors
+
+
+def _y4m(path: Path, picture: np.ndarray, frames: int = 30) -> Path:
+    """A 320x240 15 fps Y4M clip panning across ``picture``, for Chromium's fake camera."""
+    with path.open("wb") as out:
+        out.write(b"YUV4MPEG2 W320 H240 F15:1 Ip A1:1 C420jpeg\n")
+        for i in range(frames):
+            rgb = clip_frame(picture, i, frames, (320, 240))
+            out.write(b"FRAME\n")
+            out.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420).tobytes())
+    return path
+
+
+def test_the_browser_camera_is_classified_and_drawn(tmp_path: Path, classifier: Classifier) -> None:
+    from streamer.pipeline.pipeline import Pipeline
+
+    clip = _y4m(tmp_path / "coffee.y4m", photo("coffee"))
+    server: StreamerServer | None = None
+
+    def deliver(result: FrameResult, frame: object) -> None:
+        if server is not None:
+            server.publish_result(result)
+
+    pipeline = Pipeline(classifier, on_result=deliver, max_frame_age_ms=1000)
+
+    def make() -> StreamerServer:
+        return StreamerServer(
+            ServerConfig(port=0),
+            classifier,
+            stats=pipeline.stats,
+            add_source=pipeline.add,
+            remove_source=pipeline.remove,
+        )
+
+    pipeline.start()
+    fake_camera = (
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={clip}",
+    )
+    try:
+        with running(make) as started, chromium(fake_camera) as browser:
+            server = started
+            page = browser.new_page(viewport={"width": 1000, "height": 700})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(started.url)
+            page.wait_for_selector("#camera-button", timeout=10_000)
+            _wait(page, "document.querySelector('#connection').textContent === 'connected'", 10)
+            clicked = time.monotonic()
+            page.click("#camera-button")
+            _wait(page, "(window.streamer.results['browser-1'] || []).length > 0", 30)
+            first_result_s = time.monotonic() - clicked
+            _wait(page, "(window.streamer.drawn['browser-1'] || 0) > 0", 10)
+            assert page.eval_on_selector('.card[data-stream="browser-1"] video', "v => v.videoWidth") == 320
+            names = page.evaluate(
+                "window.streamer.results['browser-1'].flatMap(r => r.classes.slice(0, 2).map(c => c.name))"
+            )
+            assert set(names) & {"espresso", "cup", "coffee mug"}, names
+            badge = '.card[data-stream="browser-1"] .badge'
+            _wait(page, f"document.querySelector('{badge}').textContent === 'live'", 10)
+            path = screenshot(page, "camera")
+            print(f"first camera result {first_result_s:.2f} s after the click; screenshot {path}")
+            assert not errors, errors
+    finally:
+        pipeline.stop()
+
+
+def test_the_page_passes_its_token_on() -> None:
+    """With ``?token=`` in the page's address the WebSocket and /api/streams are authorised."""
+    config = ServerConfig(port=0, token="s3cret")
+    with running(lambda: StreamerServer(config, stats=_stats)) as server, chromium() as browser:
+        page = browser.new_page()
+        page.goto(server.url + "?token=s3cret")
+        page.wait_for_selector('.card[data-stream="cam"]', timeout=10_000)
+        _wait(page, "document.querySelector('.card[data-stream=\"cam\"] .badge').textContent === 'live'", 10)
+        assert page.text_content("#connection") == "connected"
