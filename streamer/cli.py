@@ -241,7 +241,7 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
         )
 
         async def main() -> None:
-            async with server:
+            async with server:  # logs "serving on URL"; print it too, for scripts reading stdout
                 print(f"streamer: serving on {server.url}", flush=True)
                 for source in sources:
                     pipeline.add(source)
@@ -279,6 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config, overrides=_overrides(args))
         logging.basicConfig(level=config["log_level"].upper(), format="streamer: %(message)s", stream=sys.stderr)
+        for chatty in ("websockets", "aiortc", "aioice"):  # a line per request or packet otherwise
+            logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
         if args.command == "classify":
             return _classify(args, config)
         if args.command == "draw":

@@ -333,7 +333,7 @@ class StreamerServer:
             server_header=None,
         )
         self._port = self._server.sockets[0].getsockname()[1]
-        log.info("serving on %s", self.url)
+        log.debug("serving on %s", self.url)
 
     async def stop(self) -> None:
         """Close every connection (1001 going away) and stop listening."""
