@@ -22,6 +22,7 @@ from streamer.server.app import ServerConfig, StreamerServer
 from streamer.tasks import Classifier
 from tests import netns
 from tests.media import clip_frame, photo
+from tests.rtsp import RtspServer, rtsp_clip
 from tests.web.browser import _missing, chromium, running, screenshot
 from tests.web.conftest import ENVIRON, INNER
 
@@ -271,3 +272,41 @@ def test_the_badge_follows_the_stream_state() -> None:
             seen.append(f"{wanted} after {time.monotonic() - changed:.2f} s")
         print("badge: " + ", ".join(seen))
         assert not errors, errors
+
+
+def test_the_badge_follows_a_real_camera_killed_and_restarted(
+    rtsp_server: RtspServer, tmp_path: Path, classifier: Classifier
+) -> None:
+    """A real RTSP camera through the real pipeline: killed, the card says reconnecting; restarted, live again."""
+    from streamer.pipeline.pipeline import Pipeline
+    from streamer.sources import PyAVSource
+
+    url = rtsp_server.start(rtsp_clip(tmp_path / "cam.mp4"), loop=True)
+    holder: list[StreamerServer] = []
+    pipeline = Pipeline(
+        classifier,
+        on_result=lambda result, frame: holder and holder[0].publish_result(result),
+        on_frame=lambda frame: holder and holder[0].publish_frame(frame.stream_id, frame.image, frame.pts_ms),
+        max_frame_age_ms=1000,
+    )
+    pipeline.add(PyAVSource("cam", url, open_timeout=3.0, read_timeout=2.0, backoff=(0.2, 1.0)))
+    badge = '.card[data-stream="cam"] .badge'
+    try:
+        with (
+            running(lambda: StreamerServer(ServerConfig(port=0), classifier, stats=pipeline.stats)) as server,
+            chromium() as browser,
+        ):
+            holder.append(server)
+            pipeline.start()
+            page = browser.new_page()
+            page.goto(server.url)
+            page.wait_for_selector(badge, timeout=20_000)
+            _wait(page, f"document.querySelector('{badge}').textContent === 'live'", 20)
+            rtsp_server.kill()
+            _wait(page, f"document.querySelector('{badge}').textContent === 'reconnecting'", 20)
+            rtsp_server.restart()
+            _wait(page, f"document.querySelector('{badge}').textContent === 'live'", 30)
+            _wait(page, "(window.streamer.results.cam || []).length > 0", 20)
+            screenshot(page, "camera-restarted")
+    finally:
+        pipeline.stop()
