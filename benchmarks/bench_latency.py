@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import statistics
 import sys
@@ -70,24 +69,12 @@ from streamer.server.app import ServerConfig, StreamerServer
 from streamer.sources.base import Frame, Source, SourceState
 from streamer.tasks import Classifier, ClassifierOptions
 from tests.media import clip_frame, photo
+from tests.web.browser import CHROMIUM, CHROMIUM_ARGS  # the same browser and flags as the page tests
 
 FPS = 30
 SIZE = (640, 480)
 BITS = 40  # 32 bits of capture time (ms, mod 2**32) + an 8-bit checksum
 BLOCK_W, BLOCK_H = 16, 32
-CHROMIUM = os.environ.get("STREAMER_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--allow-loopback-in-peer-connection",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--autoplay-policy=no-user-gesture-required",
-]
 
 
 def pct(values: list[float], q: float) -> float:
