@@ -75,7 +75,6 @@ class InferenceLoop:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self.errors = 0
-        self.batches = 0
 
     def add(
         self, stream_id: str, *, live: bool = True, capacity: int = 2, inference_fps: float | None = None
@@ -164,7 +163,6 @@ class InferenceLoop:
                 self.errors += 1
                 log.exception("inference failed on a batch of %d frames; going on", len(batch))
                 continue
-            self.batches += 1
             for (stream, frame), result in zip(batch, results, strict=True):
                 delivered = time.monotonic()
                 timings = {

@@ -28,7 +28,6 @@ class Client:
         self._ready = asyncio.Event()
         self.streams: frozenset[str] | None = None  # None: every stream
         self.dropped = 0
-        self.sent = 0
 
     def offer(self, text: str, stream: str | None) -> None:
         """Queue ``text`` if this client wants ``stream`` (``None``: a message for everyone)."""
@@ -44,7 +43,6 @@ class Client:
         while not self._queue:
             self._ready.clear()
             await self._ready.wait()
-        self.sent += 1
         return self._queue.popleft()
 
     def __len__(self) -> int:

@@ -75,10 +75,6 @@ class FrameTrack(MediaStreamTrack):  # type: ignore[misc]
             loop = self._loop
         self._wake(loop)
 
-    @property
-    def frames_pushed(self) -> int:
-        return self._seq
-
     def _wake(self, loop: asyncio.AbstractEventLoop | None) -> None:
         event = self._event
         if loop is None or event is None:

@@ -36,7 +36,7 @@ CHROMIUM_ARGS = [
 ]
 
 
-def _missing(reason: str) -> None:
+def unavailable(reason: str) -> None:
     if os.environ.get("STREAMER_REQUIRE_ALL") == "1":
         pytest.fail(f"{reason} (STREAMER_REQUIRE_ALL=1)")
     pytest.skip(reason)
@@ -48,9 +48,9 @@ def chromium(extra_args: tuple[str, ...] = ()) -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _missing("the page tests need the playwright package: pip install 'playwright>=1.40'")
+        unavailable("the page tests need the playwright package: pip install 'playwright>=1.40'")
     if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
-        _missing(f"the page tests need Chromium at {CHROMIUM}: apt-get install chromium")
+        unavailable(f"the page tests need Chromium at {CHROMIUM}: apt-get install chromium")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args])
         try:

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.web.browser import ARTIFACTS, _missing
+from tests.web.browser import ARTIFACTS, unavailable
 
 FIREFOX = os.environ.get("STREAMER_FIREFOX", "firefox-esr")
 
@@ -113,10 +113,10 @@ def firefox(timeout_s: float = 60) -> Iterator[Any]:
             warnings.simplefilter("ignore", DeprecationWarning)
             from marionette_driver.marionette import Marionette
     except ImportError:
-        _missing("the Firefox test needs the marionette-driver package: pip install 'marionette-driver>=3.7'")
+        unavailable("the Firefox test needs the marionette-driver package: pip install 'marionette-driver>=3.7'")
     binary = shutil.which(FIREFOX)
     if binary is None:
-        _missing(f"the Firefox test needs {FIREFOX}: apt-get install firefox-esr")
+        unavailable(f"the Firefox test needs {FIREFOX}: apt-get install firefox-esr")
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="streamer-firefox-") as profile:
         (Path(profile) / "user.js").write_text(_user_js({**PREFS, "marionette.port": port}))

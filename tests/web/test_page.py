@@ -23,7 +23,7 @@ from streamer.tasks import Classifier
 from tests import netns
 from tests.media import clip_frame, photo
 from tests.rtsp import RtspServer, rtsp_clip
-from tests.web.browser import _missing, chromium, running, screenshot
+from tests.web.browser import chromium, running, screenshot, unavailable
 from tests.web.conftest import ENVIRON, INNER
 
 BOX = (40.0, 30.0, 200.0, 180.0)  # in the 320x240 source's pixels
@@ -60,7 +60,7 @@ def test_page_in_a_network_namespace(request: pytest.FixtureRequest, tmp_path: P
                 output, _ = child.communicate()
                 pytest.fail(f"the page's tests in network namespace {name} ran past 540 s:\n{output}")
     except netns.Unavailable as exc:
-        _missing(f"the page's tests run in a network namespace of their own: {exc}")
+        unavailable(f"the page's tests run in a network namespace of their own: {exc}")
     elapsed = time.monotonic() - started
     if child.returncode != 0:
         pytest.fail(f"the page's tests in network namespace {name} failed ({child.returncode}):\n{output}")
