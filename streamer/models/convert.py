@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from streamer.files import atomic_path
 
 __all__ = ["OPSET", "GraphBuilder", "fold_batchnorm", "save_model_atomic", "sha256_file"]
 
@@ -137,14 +138,7 @@ def sha256_file(path: Path) -> str:
 
 def save_model_atomic(model: onnx.ModelProto, path: Path) -> None:
     """Write ``model`` to ``path`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(model.SerializeToString())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(model.SerializeToString())
+        handle.flush()
+        os.fsync(handle.fileno())

@@ -18,7 +18,6 @@ import importlib.util
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 import onnx
 
 from streamer.errors import ConfigError, InputNotFoundError, ModelError, WeightsIntegrityError
+from streamer.files import atomic_path
 from streamer.models.convert import save_model_atomic, sha256_file
 
 __all__ = [
@@ -234,14 +234,8 @@ def _source_paths(model: EmbeddedModel) -> list[Path]:
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def _cached(folder: Path, model: EmbeddedModel) -> BuiltModel | None:

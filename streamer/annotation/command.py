@@ -1,0 +1,236 @@
+"""``streamer annotate``: annotated copies of video files, and their results as JSON lines or CSV.
+
+::
+
+    streamer annotate clip.mp4 -o clip.annotated.mp4 [--jsonl r.jsonl] [--csv r.csv]
+    streamer annotate a.mp4 b.mkv recordings/ -o annotated/      # several inputs: -o is a folder
+    streamer annotate long.mp4 --csv r.csv --every 5 --start 60 --end 120
+
+Exit status: 0 when every input was annotated whole; 3 when some were cut
+short (a truncated or corrupt file: what could be decoded is written, and
+the message says where it stopped); 1 when some could not be annotated at
+all (the others still are); 2 for bad usage, and 130 when interrupted. No
+output is ever left half-written under its final name, and none that exists
+is replaced without ``--force``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+import av.error
+
+from streamer.annotation.job import Outcome, ResultSink, annotate
+from streamer.annotation.progress import Progress
+from streamer.annotation.reader import VideoReader
+from streamer.config import Config
+from streamer.errors import ConfigError, InputNotFoundError, SourceError, StreamerError
+from streamer.files import atomic_path
+from streamer.sinks.jsonl import JsonlWriter
+from streamer.sinks.table import CsvWriter
+from streamer.sinks.video import VideoWriter
+from streamer.tasks import Classifier
+
+__all__ = ["EXIT_PARTIAL", "VIDEO_SUFFIXES", "add_parser", "find_videos", "run"]
+
+log = logging.getLogger("streamer")
+
+EXIT_FAILED = 1
+EXIT_PARTIAL = 3
+VIDEO_SUFFIXES = (
+    ".mp4", ".m4v", ".mkv", ".mov", ".avi", ".webm", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg", ".flv", ".wmv",
+    ".3gp", ".ogv", ".h264", ".hevc", ".y4m",
+)  # fmt: skip
+
+
+def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
+    """Add ``annotate`` to the ``streamer`` sub-commands."""
+    parser = commands.add_parser(
+        "annotate",
+        parents=parents,
+        help="write annotated copies of video files (default stages: cascade)",
+        description="Classify every frame of video files; write copies with boxes and labels, and the results.",
+    )
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="video files or folders of them")
+    parser.add_argument(
+        "-o", "--output", type=Path, help="annotated video (.mp4, .mkv, .mov, .webm); a folder for several inputs"
+    )
+    parser.add_argument("--jsonl", type=Path, help="write the results here, one JSON object per frame")
+    parser.add_argument("--csv", type=Path, help="write the results here, one row per object per frame")
+    parser.add_argument("--every", type=int, default=1, metavar="N", help="classify every N-th frame (default 1)")
+    parser.add_argument("--start", type=float, metavar="SECONDS", help="begin this far into each input")
+    parser.add_argument("--end", type=float, metavar="SECONDS", help="stop this far into each input")
+    parser.add_argument("--codec", help="video codec of the output (default h264)")
+    parser.add_argument("--batch", type=int, default=4, help="frames per inference batch (default 4)")
+    parser.add_argument("--force", action="store_true", help="replace outputs that already exist")
+
+
+def find_videos(folder: Path) -> list[Path]:
+    """Video files under ``folder`` (any depth, by suffix), sorted; hidden files skipped."""
+    found = [
+        path
+        for path in folder.rglob("*")
+        if path.suffix.lower() in VIDEO_SUFFIXES
+        and path.is_file()
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+    ]
+    return sorted(found)
+
+
+@dataclass(frozen=True)
+class _Job:
+    source: Path
+    output: Path | None
+
+
+def _plan(args: argparse.Namespace) -> list[_Job]:
+    """Inputs expanded and paired with their outputs; usage errors raised before any work."""
+    if args.output is None and args.jsonl is None and args.csv is None:
+        raise ConfigError("nothing to write: give -o OUTPUT.mp4, --jsonl FILE and/or --csv FILE")
+    if args.every < 1:
+        raise ConfigError(f"--every must be 1 or more, got {args.every}")
+    if args.batch < 1:
+        raise ConfigError(f"--batch must be 1 or more, got {args.batch}")
+    if args.start is not None and args.start < 0:
+        raise ConfigError(f"--start must be 0 or more seconds, got {args.start}")
+    if args.end is not None and args.end <= (args.start or 0.0):
+        raise ConfigError(f"--end ({args.end}) must be after --start ({args.start or 0.0})")
+    pairs: list[tuple[Path, Path]] = []  # (source, its name under an output folder)
+    for given in args.inputs:
+        if given.is_dir():
+            videos = find_videos(given)
+            if not videos:
+                raise InputNotFoundError(f"folder {given} has no video files ({', '.join(VIDEO_SUFFIXES[:6])}, ...)")
+            pairs += [(video, video.relative_to(given)) for video in videos]
+        else:
+            pairs.append((given, Path(given.name)))
+    many = len(pairs) > 1 or any(given.is_dir() for given in args.inputs)
+    out: Path | None = args.output
+    if out is not None and many and out.suffix and not out.is_dir():
+        raise ConfigError(f"-o {out}: with several inputs, -o names a folder (the annotated copies go inside)")
+    if out is not None and not many and out.is_dir():
+        out = out / pairs[0][1].with_suffix(".mp4")
+    jobs = [
+        _Job(source, None if out is None else out / name.with_suffix(".mp4") if many else out) for source, name in pairs
+    ]
+    sources = {job.source.resolve() for job in jobs}
+    outputs = [job.output for job in jobs if job.output is not None] + [p for p in (args.jsonl, args.csv) if p]
+    for path in outputs:
+        if path.resolve() in sources:
+            raise ConfigError(f"{path} is an input; pick another output name")
+    taken = [str(path) for path in outputs if path.exists()]
+    if taken and not args.force:
+        raise ConfigError(f"{', '.join(taken)} already exist{'s' if len(taken) == 1 else ''}; use --force to replace")
+    if len(set(outputs)) != len(outputs):
+        raise ConfigError("two outputs have the same name; give --jsonl, --csv and -o different paths")
+    return jobs
+
+
+@contextlib.contextmanager
+def _text_output(path: Path | None) -> Iterator[TextIO | None]:
+    """An open text file written through :func:`atomic_path`, or ``None``."""
+    if path is None:
+        yield None
+        return
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
+        yield handle
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a service manager, ``kill``) stops the run like Ctrl-C: outputs discarded, exit 130."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _whole(job: _Job, outcome: Outcome) -> Outcome:
+    """``outcome``, unless not one frame was decoded."""
+    if outcome.frames == 0:
+        raise SourceError(f"{job.source}: no video frames could be decoded ({outcome.stopped or 'the video is empty'})")
+    return outcome
+
+
+def _annotate_one(classifier: Classifier, job: _Job, args: argparse.Namespace, sinks: list[ResultSink]) -> Outcome:
+    reader = VideoReader(job.source)
+    try:
+        expected = reader.expected_frames(args.start, args.end)
+        progress = Progress(str(job.source), expected)
+        options: dict[str, Any] = {
+            "stream_id": str(job.source),
+            "sinks": sinks,
+            "every": args.every,
+            "start": args.start,
+            "end": args.end,
+            "batch": args.batch,
+            "progress": progress,
+        }
+        if job.output is None:
+            return _whole(job, annotate(classifier, reader, **options))
+        with atomic_path(job.output) as tmp:  # a failure below removes tmp: no empty or partial file
+            writer = VideoWriter(tmp, like=reader.video, audio=reader.audio, codec=args.codec, output_name=job.output)
+            try:
+                outcome = _whole(job, annotate(classifier, reader, writer=writer, **options))
+            except BaseException:
+                writer.abort()
+                raise
+            writer.close()
+        return outcome
+    finally:
+        reader.close()
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    """The ``annotate`` command; returns the exit status (see the module docstring)."""
+    jobs = _plan(args)
+    options = config.classifier_options(stages=args.stages or "cascade")  # pictures of boxes unless told otherwise
+    failed = partial = 0
+    with (
+        _terminate_as_interrupt(),
+        Classifier.create_from_options(options) as classifier,
+        _text_output(args.jsonl) as jsonl,
+        _text_output(args.csv) as table,
+    ):
+        sinks: list[ResultSink] = []
+        if jsonl is not None:
+            sinks.append(JsonlWriter(jsonl))
+        if table is not None:
+            sinks.append(CsvWriter(table))
+        for job in jobs:
+            try:
+                outcome = _annotate_one(classifier, job, args, sinks)
+            except (StreamerError, av.error.FFmpegError) as exc:
+                print(f"streamer: error: {exc}", file=sys.stderr)
+                failed += 1
+                continue
+            where = f" -> {job.output}" if job.output else ""
+            print(
+                f"{job.source}: {outcome.frames} frames ({outcome.inferred} classified) in {outcome.seconds:.1f} s, "
+                f"{outcome.fps:.1f} fps{where}",
+                flush=True,
+            )
+            if outcome.stopped is not None:
+                print(f"streamer: warning: {job.source}: {outcome.stopped}", file=sys.stderr)
+                partial += 1
+    if failed:
+        return EXIT_FAILED
+    return EXIT_PARTIAL if partial else 0

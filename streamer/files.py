@@ -1,0 +1,40 @@
+"""Writing files so that a reader never sees half of one.
+
+::
+
+    with atomic_path(Path("out.mp4")) as tmp:   # .out.mp4.<random>.part.mp4, beside it
+        write_everything_to(tmp)
+    # here out.mp4 is complete; had the block raised (or been interrupted), tmp is gone
+    # and out.mp4 is as it was
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["atomic_path"]
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` that replaces ``path`` when the block succeeds.
+
+    The temporary file keeps ``path``'s suffix (so tools that guess a format
+    from the name still do) and starts with a dot. If the block raises,
+    ``KeyboardInterrupt`` included, it is removed and ``path`` is untouched.
+    The folder is created if needed.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
