@@ -6,13 +6,16 @@
     streamer draw IMAGE -o OUT.png
     streamer run SOURCE... [--jsonl FILE]
     streamer serve [SOURCE...] [--host H] [--port P] [--token T]
+    streamer annotate INPUT... [-o OUTPUT] [--jsonl R.jsonl] [--csv R.csv] [--every N] [--start S] [--end S]
+    streamer eval DATASET [-o OUTDIR]
     streamer models list
     streamer models build [NAME...] [--force]
 
 Global flags (``--config``, ``--device``, ``--cache-dir``, ``--log-level``)
 override ``config.toml`` and ``STREAMER_*`` variables. Errors print one line
 on stderr and exit non-zero: 2 for bad usage or configuration, 1 when some
-inputs failed (the others are still processed).
+inputs failed (the others are still processed), 3 when ``annotate`` had to
+stop early in a truncated or corrupt file, 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -28,13 +31,16 @@ from typing import Any
 
 import cv2
 
+from streamer.annotation import command as annotation
 from streamer.config import Config, load_config
 from streamer.errors import ImageError, StreamerError
+from streamer.evaluation import command as evaluation
 from streamer.models import zoo
 from streamer.pipeline.pipeline import Pipeline
 from streamer.results import FrameResult
 from streamer.server.app import ServerConfig, StreamerServer
-from streamer.sources import Frame, SourceState, open_source
+from streamer.sinks.jsonl import JsonlWriter
+from streamer.sources import SourceState, open_source
 from streamer.sources.images import read_image
 from streamer.tasks import STAGES, Classifier
 from streamer.vision.draw import draw_result, object_label
@@ -90,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default 8080; 0 picks a free one)")
     serve.add_argument("--token", help="access token for /ws, /api and /metrics (or STREAMER_TOKEN)")
     serve.add_argument("--loop", action="store_true", help="repeat files forever, like cameras")
+
+    annotation.add_parser(commands, [common, stages])
+    evaluation.add_parser(commands, [common])
 
     models = commands.add_parser("models", help="embedded default models")
     models_commands = models.add_subparsers(dest="models_command", required=True)
@@ -187,16 +196,13 @@ def _run(args: argparse.Namespace, config: Config) -> int:
     out = open(args.jsonl, "w", encoding="utf-8") if args.jsonl else sys.stdout  # noqa: SIM115
     lossless = any(not source.live for source in sources)
 
-    def write(result: FrameResult, frame: Frame) -> None:
-        out.write(json.dumps(result.to_dict()) + "\n")
-        if out is sys.stdout:
-            out.flush()
+    sink = JsonlWriter(out, flush=out is sys.stdout)
 
     try:
         with Classifier.create_from_options(config.classifier_options(stages=args.stages or config["stages"])) as model:
             pipeline = Pipeline(
                 model,
-                on_result=write,
+                on_result=lambda result, frame: sink.write(result),
                 max_batch=args.max_batch,
                 max_frame_age_ms=args.max_frame_age_ms,
                 lossless=lossless,
@@ -289,6 +295,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args, config)
         if args.command == "serve":
             return _serve(args, config)
+        if args.command == "annotate":
+            return annotation.run(args, config)
+        if args.command == "eval":
+            return evaluation.run(args, config)
         return _models(args, config)
     except StreamerError as exc:
         print(f"streamer: error: {exc}", file=sys.stderr)
