@@ -46,11 +46,18 @@ def make_clip(
     codec: str = "libx264",
     source: str = "collage",
     audio: bool = False,
+    audio_codec: str = "aac",
     options: dict[str, str] | None = None,
+    container_options: dict[str, str] | None = None,
 ) -> Path:
-    """Write a clip of ``frames`` frames at ``fps`` to ``path`` (container from the suffix)."""
+    """Write a clip of ``frames`` frames at ``fps`` to ``path`` (container from the suffix).
+
+    ``options`` go to the video encoder, ``container_options`` to the muxer
+    (e.g. ``{"movflags": "+faststart"}``: an MP4 whose index comes first).
+    ``audio`` adds a 440 Hz tone in ``audio_codec`` (48 kHz mono) as long as the video.
+    """
     picture = photo(source)
-    with av.open(str(path), "w") as container:
+    with av.open(str(path), "w", options=container_options or {}) as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height = size
         stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
@@ -58,7 +65,7 @@ def make_clip(
             stream.options = options
         elif codec == "libx264":
             stream.options = {"preset": "ultrafast", "tune": "zerolatency", "g": str(fps)}
-        sound = container.add_stream("aac", rate=48000) if audio else None
+        sound = container.add_stream(audio_codec, rate=48000) if audio else None
         for i in range(frames):
             frame = av.VideoFrame.from_ndarray(clip_frame(picture, i, frames, size), format="rgb24")
             frame.pts = i  # in the encoder's 1/fps time base
@@ -67,9 +74,14 @@ def make_clip(
         if sound is not None:
             samples = int(48000 * frames / fps)
             tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(samples) / 48000)).astype(np.float32)[None]
-            chunk = 1024
+            chunk = 960 if audio_codec == "libopus" else 1024
+            sample_format = sound.codec_context.format.name  # fltp for aac, s16 for pcm_s16le, flt for opus
+            if sample_format.startswith("s16"):
+                tone = (tone * 32767).astype(np.int16)
             for start in range(0, samples, chunk):
-                block = av.AudioFrame.from_ndarray(tone[:, start : start + chunk], format="fltp", layout="mono")
+                block = av.AudioFrame.from_ndarray(
+                    tone[:, start : start + chunk], format=sample_format, layout="mono"
+                )
                 block.sample_rate = 48000
                 block.pts = start
                 container.mux(sound.encode(block))

@@ -61,6 +61,15 @@ def codec_name(container: av.container.InputContainer, stream: VideoStream) -> s
     return found.group(1) if found else "unknown"
 
 
+def _clock(text: str) -> float | None:
+    """Seconds in a Matroska ``DURATION`` tag such as ``00:01:02.500000000``; ``None`` if it is not one."""
+    found = re.fullmatch(r"(\d+):(\d{2}):(\d{2}(?:\.\d+)?)", text.strip())
+    if found is None:
+        return None
+    hours, minutes, seconds = found.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
 class VideoReader:
     """Decode the first video stream of ``path``; see the module docstring."""
 
@@ -70,6 +79,8 @@ class VideoReader:
             raise InputNotFoundError(f"video file {path} does not exist")
         try:
             self.container = av.open(str(path))
+        except av.error.EOFError:
+            raise SourceError(f"{path} ends before its first video frame: no video frames to annotate") from None
         except av.error.FFmpegError as exc:
             raise SourceError(f"cannot open {path}: {exc.strerror or exc}; is it a complete video file?") from None
         try:
@@ -105,10 +116,19 @@ class VideoReader:
         return self.video.codec_context.width, self.video.codec_context.height
 
     def duration(self) -> float | None:
-        """Seconds of video the file declares, if it does."""
+        """Seconds of video the file declares, if it does.
+
+        The video track's own length (an MP4 or MPEG-TS stream's duration, a
+        Matroska ``DURATION`` tag); the whole file's only when the video is its
+        one stream, since an audio track that runs longer would otherwise make
+        a complete video look cut short.
+        """
+        tagged = _clock(self.video.metadata.get("DURATION", ""))
+        if tagged is not None:
+            return tagged
         if self.video.duration:
             return float(self.video.duration * self.time_base)
-        if self.container.duration:
+        if self.container.duration and len(self.container.streams) == 1:
             return self.container.duration / 1_000_000
         return None
 
@@ -160,13 +180,31 @@ class VideoReader:
         except av.error.FFmpegError as exc:
             self.stopped = f"decoding stopped after frame {index} ({seconds:.3f} s): {exc.strerror or exc}"
             return
-        expected = self.expected_frames(start, end)
-        exact = start is None and end is None and bool(self.video.frames)
-        if expected is not None and index < expected - (0 if exact else 2):
-            self.stopped = (
-                f"the video ends after frame {index} ({seconds:.3f} s) but the file declares {expected} frames; "
-                "it looks truncated"
+        self.stopped = self._short(index, seconds, whole=start is None and end is None)
+
+    def _short(self, frames: int, last: float, *, whole: bool) -> str | None:
+        """Why a read that ended without an error is still incomplete (the header promised more), if it is."""
+        if whole and self.video.frames and frames < self.video.frames:
+            return (
+                f"the video ends after frame {frames} ({last:.3f} s) but the file declares {self.video.frames} "
+                "frames; it looks truncated"
             )
+        declared = self.end_time()
+        if declared is not None and last + 2 / self.rate < declared:  # by time: frame rates may vary
+            return f"the video ends after frame {frames} ({last:.3f} s) but the file declares {declared:.3f} s"
+        return None
+
+    def end_time(self) -> float | None:
+        """When the video ends by its header (seconds, on the frames' clock), if it says."""
+        video = self.video
+        tagged = _clock(video.metadata.get("DURATION", ""))  # Matroska, WebM: where the video track ends
+        if tagged is not None:
+            return tagged
+        if video.duration:
+            return float(((video.start_time or 0) + video.duration) * self.time_base)
+        if self.container.duration and len(self.container.streams) == 1:  # else a longer audio track would count
+            return (self.container.start_time or 0) / 1_000_000 + self.container.duration / 1_000_000
+        return None
 
     def close(self) -> None:
         self.container.close()

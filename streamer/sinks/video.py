@@ -27,7 +27,7 @@ from av.audio.stream import AudioStream
 from av.codec import Codec
 from av.video.stream import VideoStream
 
-from streamer.errors import ConfigError
+from streamer.errors import ConfigError, SourceError
 
 __all__ = ["VideoWriter", "encoder_for"]
 
@@ -40,6 +40,8 @@ _ENCODER_OPTIONS = {
     "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8", "crf": "32", "b": "0"},
     "libsvtav1": {"preset": "10", "crf": "35"},
 }
+# Formats whose muxers take raw PCM audio whatever its channel layout (MP4's ipcm needs one spelled out).
+_PCM_FORMATS = ("matroska", "mov", "avi", "nut", "wav")
 _WELL_KNOWN = ("h264", "hevc", "vp9", "av1", "mpeg4", "mjpeg", "ffv1")
 
 
@@ -87,14 +89,38 @@ class VideoWriter:
         format: str | None = None,
         output_name: Path | None = None,
     ) -> None:
-        """``format`` names the container (default: from ``output_name`` or ``path``'s suffix)."""
-        named = output_name or path
+        """``format`` names the container (default: from ``output_name`` or ``path``'s suffix).
+
+        ``output_name`` is the name to report in errors when ``path`` is a
+        temporary file standing in for it. The file's header is written here,
+        so a combination the format refuses fails now, not after encoding.
+        """
+        self.named = output_name or path
+        self.frames = 0
+        self.audio_packets = 0
+        self._transcode = False
         try:
-            self.container = av.open(str(path), "w", format=format or _format_for(named))
+            self._open(path, like, audio, codec, format, copy_audio=True)
+        except _Refused:
+            log.info("audio: %s takes no %s as it is; re-encoding it", self.named, _codec_of(audio))
+            self._open(path, like, audio, codec, format, copy_audio=False)
+
+    def _open(
+        self,
+        path: Path,
+        like: VideoStream,
+        audio: AudioStream | None,
+        codec: str | None,
+        format: str | None,
+        *,
+        copy_audio: bool,
+    ) -> None:
+        try:
+            self.container = av.open(str(path), "w", format=format or _format_for(self.named))
         except (av.error.FFmpegError, ValueError) as exc:
-            raise ConfigError(f"cannot write {named}: {exc}; use a .mp4, .mkv, .mov or .webm name") from None
+            raise ConfigError(f"cannot write {self.named}: {exc}; use a .mp4, .mkv, .mov or .webm name") from None
         try:
-            encoder = encoder_for(codec, self.container, named)
+            encoder = encoder_for(codec, self.container, self.named)
             rate: Fraction = like.average_rate or like.guessed_rate or Fraction(30)
             self.video = cast(VideoStream, self.container.add_stream(encoder.name, rate=rate))
             width, height = like.codec_context.width, like.codec_context.height
@@ -107,27 +133,33 @@ class VideoWriter:
             )
             self.video.time_base = self.video.codec_context.time_base = like.time_base or 1 / rate
             self.video.options = dict(_ENCODER_OPTIONS.get(encoder.name, {}))
-            self.audio_in = audio
             self.audio: AudioStream | None = None
-            self._transcode = False
             if audio is not None:
-                self._add_audio(audio)
+                self._add_audio(audio, copy=copy_audio)
+            try:
+                self.container.start_encoding()
+            except av.error.FFmpegError as exc:
+                if self.audio is not None and not self._transcode:
+                    raise _Refused from None
+                raise ConfigError(
+                    f"cannot write {self.named}: the {self.container.format.name} format refuses these streams "
+                    f"({exc.strerror or exc}); try another --codec or a .mkv name"
+                ) from None
         except BaseException:
             self.container.close()
             raise
-        self.frames = 0
-        self.audio_packets = 0
 
-    def _add_audio(self, audio: AudioStream) -> None:
-        name = audio.codec_context.name if audio.codec_context is not None else None
-        if name is not None and name in self.container.supported_codecs:
+    def _add_audio(self, audio: AudioStream, *, copy: bool) -> None:
+        name = _codec_of(audio)
+        pcm_refused = name.startswith("pcm_") and self.container.format.name not in _PCM_FORMATS
+        if copy and name in self.container.supported_codecs and not pcm_refused:
             self.audio = self.container.add_stream_from_template(audio)
             return
         target = self.container.default_audio_codec
-        if name is None or target in (None, "none"):
-            log.warning("%s: dropping the audio track (%s cannot be re-encoded)", self.container.name, name)
+        if target in (None, "none"):
+            log.warning("%s: dropping the audio track (%s cannot be re-encoded for it)", self.named, name)
             return
-        log.info("audio: %s cannot go into %s; re-encoding it as %s", name, self.container.format.name, target)
+        log.info("audio: %s cannot go into %s; re-encoding it as %s", name, self.named, target)
         self.audio = cast(AudioStream, self.container.add_stream(target, rate=audio.codec_context.sample_rate))
         self._transcode = True
 
@@ -167,8 +199,21 @@ class VideoWriter:
             self.container.mux(self.video.encode(None))
             if self.audio is not None and self._transcode:
                 self.container.mux(self.audio.encode(None))
-        finally:
+        except av.error.FFmpegError as exc:
             self.container.close()
+            raise SourceError(f"cannot finish {self.named}: {exc.strerror or exc}") from None
+        try:
+            self.container.close()
+        except av.error.FFmpegError as exc:
+            raise SourceError(f"cannot finish {self.named}: {exc.strerror or exc}") from None
+
+
+class _Refused(Exception):
+    """The container refused a copied audio stream at its header."""
+
+
+def _codec_of(audio: AudioStream | None) -> str:
+    return str(audio.codec_context.name) if audio is not None and audio.codec_context is not None else "none"
 
 
 def _format_for(path: Path) -> str | None:
