@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,17 +23,19 @@ __all__ = ["atomic_path"]
 def atomic_path(path: Path) -> Iterator[Path]:
     """A temporary path beside ``path`` that replaces ``path`` when the block succeeds.
 
-    The temporary file keeps ``path``'s suffix (so tools that guess a format
-    from the name still do) and starts with a dot. If the block raises,
-    ``KeyboardInterrupt`` included, it is removed and ``path`` is untouched.
-    The folder is created if needed.
+    The temporary path keeps ``path``'s suffix (so tools that guess a format
+    from the name still do), starts with a dot and does not exist yet: the
+    block creates it, with the permissions any new file gets. It is flushed to
+    disk before the rename. If the block raises, ``KeyboardInterrupt``
+    included, it is removed and ``path`` is untouched. The folder is created
+    if needed.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part{path.suffix}")
     try:
         yield tmp
+        with open(tmp, "rb") as written:
+            os.fsync(written.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -135,6 +135,10 @@ def _plan(args: argparse.Namespace) -> list[_Job]:
     return jobs
 
 
+class _NothingAnnotated(Exception):
+    """Raised inside the outputs' block when every input failed: the results files are discarded, not left empty."""
+
+
 @contextlib.contextmanager
 def _text_output(path: Path | None) -> Iterator[TextIO | None]:
     """An open text file written through :func:`atomic_path`, or ``None``."""
@@ -205,6 +209,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     options = config.classifier_options(stages=args.stages or "cascade")  # pictures of boxes unless told otherwise
     failed = partial = 0
     with (
+        contextlib.suppress(_NothingAnnotated),
         _terminate_as_interrupt(),
         Classifier.create_from_options(options) as classifier,
         _text_output(args.jsonl) as jsonl,
@@ -218,6 +223,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         for job in jobs:
             try:
                 outcome = _annotate_one(classifier, job, args, sinks)
+            except ConfigError:  # bad usage (--codec, an output format): the same for every input, exit 2
+                raise
             except (StreamerError, av.error.FFmpegError) as exc:
                 print(f"streamer: error: {exc}", file=sys.stderr)
                 failed += 1
@@ -231,6 +238,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
             if outcome.stopped is not None:
                 print(f"streamer: warning: {job.source}: {outcome.stopped}", file=sys.stderr)
                 partial += 1
+        if failed == len(jobs):
+            raise _NothingAnnotated
     if failed:
         return EXIT_FAILED
     return EXIT_PARTIAL if partial else 0

@@ -10,15 +10,13 @@ is drawn, and only its Agg canvas is used: no window, no pyplot global state.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from streamer.errors import ConfigError
 from streamer.evaluation.metrics import EvalReport
+from streamer.files import atomic_path
 
 __all__ = [
     "CONFUSION_PNG",
@@ -36,18 +34,9 @@ _MAX_LABEL = 28
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+    """Write ``data`` to ``path`` so that a reader sees all of it or none (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def write_json(report: EvalReport, path: Path) -> Path:

@@ -59,7 +59,7 @@ def encoder_for(codec: str | None, container: av.container.OutputContainer, outp
             f"use one of: {', '.join(available)}"
         ) from None
     if encoder.type != "video":
-        raise ConfigError(f"{codec!r} is a {encoder.type} codec; --codec takes a video codec such as h264")
+        raise ConfigError(f"{codec!r} is not a video codec (it is {encoder.type}); --codec takes one such as h264")
     if encoder.name not in supported and encoder.canonical_name not in supported:
         raise ConfigError(
             f"{output.name}: the {container.format.name} format cannot hold {encoder.canonical_name} video; "
