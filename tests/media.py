@@ -49,11 +49,13 @@ def make_clip(
     audio_codec: str = "aac",
     options: dict[str, str] | None = None,
     container_options: dict[str, str] | None = None,
+    rotation: int = 0,
 ) -> Path:
     """Write a clip of ``frames`` frames at ``fps`` to ``path`` (container from the suffix).
 
     ``options`` go to the video encoder, ``container_options`` to the muxer
     (e.g. ``{"movflags": "+faststart"}``: an MP4 whose index comes first).
+    ``rotation`` (degrees counter-clockwise) is stored as the display rotation, as phones do.
     ``audio`` adds a 440 Hz tone in ``audio_codec`` (48 kHz mono) as long as the video.
     """
     picture = photo(source)
@@ -61,6 +63,8 @@ def make_clip(
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height = size
         stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+        if rotation:
+            stream.set_display_rotation(rotation)
         if options:
             stream.options = options
         elif codec == "libx264":

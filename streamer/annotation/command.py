@@ -191,7 +191,9 @@ def _annotate_one(classifier: Classifier, job: _Job, args: argparse.Namespace, s
         if job.output is None:
             return _whole(job, annotate(classifier, reader, **options))
         with atomic_path(job.output) as tmp:  # a failure below removes tmp: no empty or partial file
-            writer = VideoWriter(tmp, like=reader.video, audio=reader.audio, codec=args.codec, output_name=job.output)
+            writer = VideoWriter(
+                tmp, like=reader.video, size=reader.size, audio=reader.audio, codec=args.codec, output_name=job.output
+            )
             try:
                 outcome = _whole(job, annotate(classifier, reader, writer=writer, **options))
             except BaseException:

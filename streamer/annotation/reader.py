@@ -32,6 +32,7 @@ from av.audio.stream import AudioStream
 from av.video.stream import VideoStream
 
 from streamer.errors import InputNotFoundError, SourceError
+from streamer.vision.preprocess import upright
 
 __all__ = ["VideoItem", "VideoReader", "codec_name"]
 
@@ -70,6 +71,17 @@ def _clock(text: str) -> float | None:
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
+def _first_rotation(path: Path) -> float:
+    """The display rotation of ``path``'s first video frame (0 if there is none), from a second, brief read."""
+    try:
+        with av.open(str(path)) as container:
+            for frame in container.decode(video=0):
+                return float(frame.rotation)
+    except av.error.FFmpegError:
+        pass  # the main read reports what is wrong with the file
+    return 0.0
+
+
 class VideoReader:
     """Decode the first video stream of ``path``; see the module docstring."""
 
@@ -99,6 +111,8 @@ class VideoReader:
         except BaseException:
             self.container.close()
             raise
+        #: the display rotation (degrees counter-clockwise) of the first frame; frames are turned upright
+        self.rotation = _first_rotation(path)
         #: ``None`` after a complete read; else where decoding stopped and why
         self.stopped: str | None = None
         self.decoded = 0
@@ -113,7 +127,9 @@ class VideoReader:
 
     @property
     def size(self) -> tuple[int, int]:
-        return self.video.codec_context.width, self.video.codec_context.height
+        """(width, height) of the frames :meth:`items` gives: upright, as a player shows them."""
+        width, height = self.video.codec_context.width, self.video.codec_context.height
+        return (height, width) if round(self.rotation / 90) % 2 else (width, height)
 
     def duration(self) -> float | None:
         """Seconds of video the file declares, if it does.
@@ -172,7 +188,7 @@ class VideoReader:
                         continue
                     if end is not None and seconds >= end:
                         return
-                    image = frame.to_ndarray(format="rgb24")
+                    image = upright(frame.to_ndarray(format="rgb24"), self.rotation)
                     self.decoded += 1
                     yield VideoItem(index, pts, seconds, image, (time.perf_counter() - clock) * 1000.0)
                     index += 1

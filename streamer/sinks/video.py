@@ -88,27 +88,31 @@ class VideoWriter:
         codec: str | None = None,
         format: str | None = None,
         output_name: Path | None = None,
+        size: tuple[int, int] | None = None,
     ) -> None:
         """``format`` names the container (default: from ``output_name`` or ``path``'s suffix).
 
         ``output_name`` is the name to report in errors when ``path`` is a
-        temporary file standing in for it. The file's header is written here,
+        temporary file standing in for it. ``size`` (width, height) is the
+        frames' when not ``like``'s (frames turned upright). The file's header is written here,
         so a combination the format refuses fails now, not after encoding.
         """
         self.named = output_name or path
         self.frames = 0
         self.audio_packets = 0
         self._transcode = False
+        size = size or (like.codec_context.width, like.codec_context.height)
         try:
-            self._open(path, like, audio, codec, format, copy_audio=True)
+            self._open(path, like, size, audio, codec, format, copy_audio=True)
         except _Refused:
             log.info("audio: %s takes no %s as it is; re-encoding it", self.named, _codec_of(audio))
-            self._open(path, like, audio, codec, format, copy_audio=False)
+            self._open(path, like, size, audio, codec, format, copy_audio=False)
 
     def _open(
         self,
         path: Path,
         like: VideoStream,
+        size: tuple[int, int],
         audio: AudioStream | None,
         codec: str | None,
         format: str | None,
@@ -123,7 +127,7 @@ class VideoWriter:
             encoder = encoder_for(codec, self.container, self.named)
             rate: Fraction = like.average_rate or like.guessed_rate or Fraction(30)
             self.video = cast(VideoStream, self.container.add_stream(encoder.name, rate=rate))
-            width, height = like.codec_context.width, like.codec_context.height
+            width, height = size
             self.video.width, self.video.height = width, height
             formats = {f.name for f in encoder.video_formats or ()}
             odd = width % 2 or height % 2  # 4:2:0 needs even sides
@@ -218,6 +222,4 @@ def _codec_of(audio: AudioStream | None) -> str:
 
 def _format_for(path: Path) -> str | None:
     """The container format for a file name; ``None`` lets FFmpeg guess from the suffix."""
-    return {".mkv": "matroska", ".webm": "webm", ".mov": "mov", ".mp4": "mp4", ".m4v": "mp4"}.get(
-        path.suffix.lower()
-    )
+    return {".mkv": "matroska", ".webm": "webm", ".mov": "mov", ".mp4": "mp4", ".m4v": "mp4"}.get(path.suffix.lower())

@@ -5,8 +5,9 @@ backoff; a changed resolution after a reconnect simply gives frames of the
 new size. Files end (state ENDED), or loop with ``loop=True``; they play as
 fast as the consumer takes them (lossless: no frame skipped), or at their
 native speed with ``realtime=True`` to stand in for a live camera (then the
-buffer drops like a camera's). A password in the URL never reaches logs,
-errors or stats.
+buffer drops like a camera's). Frames are turned upright by the video's
+display rotation (phones record sideways). A password in the URL never
+reaches logs, errors or stats.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import av.error
 
 from streamer.errors import InputNotFoundError
 from streamer.sources.base import Source, SourceState
+from streamer.vision.preprocess import upright
 
 __all__ = ["PyAVSource", "is_live_url"]
 
@@ -93,7 +95,7 @@ class PyAVSource(Source):
             if self.stopping.is_set():
                 return None
             start = time.perf_counter()
-            image = frame.to_ndarray(format="rgb24")
+            image = upright(frame.to_ndarray(format="rgb24"), frame.rotation)  # phones record sideways
             decode_ms = (seconds + time.perf_counter() - start) * 1000.0  # before any pacing sleep
             pts_ms = offset_ms + (
                 frame.time * 1000.0 if frame.time is not None else self._decoded * 1000 / fallback_fps

@@ -23,6 +23,7 @@ __all__ = [
     "resize_center_crop",
     "roi_pixels",
     "to_tensor",
+    "upright",
 ]
 
 
@@ -51,6 +52,17 @@ class Letterbox:
     scale: float
     pad_x: int
     pad_y: int
+
+
+def upright(image: np.ndarray, rotation: float) -> np.ndarray:
+    """``image`` turned the way a player shows it.
+
+    ``rotation`` is a video's display rotation in degrees counter-clockwise
+    (PyAV's ``VideoFrame.rotation``, FFmpeg's display matrix), a multiple of
+    90; phones record upright video sideways with -90 or 90.
+    """
+    turns = round(rotation / 90) % 4
+    return image if turns == 0 else np.ascontiguousarray(np.rot90(image, turns))
 
 
 def check_image(image: object) -> np.ndarray:

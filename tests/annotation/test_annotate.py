@@ -218,3 +218,36 @@ def test_audio_the_output_cannot_hold_is_re_encoded(
         samples = sum(frame.samples for frame in container.decode(audio=0))
     assert samples == pytest.approx(48000, rel=0.05), "one second of sound, as in the input"
     assert len(video_frames(out)[0]) == 10
+
+
+@pytest.mark.parametrize(("rotation", "corner"), [(90, "bottom-left"), (-90, "top-right"), (180, "bottom-right")])
+def test_a_phone_video_is_annotated_upright(tmp_path: Path, rotation: int, corner: str) -> None:
+    """A clip stored sideways with a display rotation is classified and written the way players show it."""
+    stored = np.zeros((240, 320, 3), np.uint8)
+    stored[:60, :80] = 255  # a white block in the stored frame's top-left corner
+    clip = tmp_path / "phone.mp4"
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        stream.set_display_rotation(rotation)
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(stored, format="rgb24")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    out, jsonl = tmp_path / "out.mp4", tmp_path / "r.jsonl"
+    assert main(["annotate", str(clip), "-o", str(out), "--jsonl", str(jsonl), "--stages", "detect"]) == 0
+    _, images, _ = video_frames(out)
+    height, width = images[0].shape[:2]
+    assert (width, height) == ((240, 320) if rotation % 180 else (320, 240))
+    assert {(r["width"], r["height"]) for r in read_jsonl(jsonl)} == {(width, height)}, "results in upright pixels"
+    with av.open(str(out)) as container:
+        assert next(container.decode(video=0)).rotation == 0, "no rotation left for players to apply twice"
+    rows = slice(0, 40) if corner.startswith("top") else slice(height - 40, height)
+    cols = slice(0, 40) if corner.endswith("left") else slice(width - 40, width)
+    assert images[0][rows, cols].mean() > 200, f"the block is {corner}, where a player shows it"
+    opposite = (
+        slice(height - 40, height) if corner.startswith("top") else slice(0, 40),
+        slice(width - 40, width) if corner.endswith("left") else slice(0, 40),
+    )
+    assert images[0][opposite].mean() < 50, "and the opposite corner is dark"

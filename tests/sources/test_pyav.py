@@ -63,6 +63,15 @@ def test_file_gives_every_frame_in_order(tmp_path: Path, name: str, codec: str) 
     )
 
 
+def test_a_phone_video_is_turned_upright(tmp_path: Path) -> None:
+    clip = make_clip(tmp_path / "phone.mp4", frames=3, fps=3, size=(320, 240), rotation=-90)
+    source = PyAVSource("phone", str(clip))
+    source.start()
+    frames = _drain(source)
+    assert [f.image.shape for f in frames] == [(320, 240, 3)] * 3, "stored 320x240 sideways, shown 240x320"
+    assert (source.stats().width, source.stats().height) == (240, 320)
+
+
 def test_realtime_file_plays_at_native_speed(tmp_path: Path) -> None:
     path = make_clip(tmp_path / "clip.mp4", frames=10, fps=10, size=(160, 120))
     source = PyAVSource("cam", str(path), realtime=True)

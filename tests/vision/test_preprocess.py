@@ -15,6 +15,7 @@ from streamer.vision.preprocess import (
     resize_center_crop,
     roi_pixels,
     to_tensor,
+    upright,
 )
 
 
@@ -79,3 +80,13 @@ def test_check_image_names_shape_and_dtype() -> None:
         check_image(np.zeros((4, 4, 1), np.uint8))
     with pytest.raises(ImageError, match="got list"):
         check_image([[1, 2, 3]])
+
+
+def test_upright_turns_by_the_display_rotation() -> None:
+    image = np.arange(6, dtype=np.uint8).reshape(2, 3, 1)  # [[0 1 2], [3 4 5]]
+    assert upright(image, 0) is image
+    assert upright(image, 90)[..., 0].tolist() == [[2, 5], [1, 4], [0, 3]], "90: counter-clockwise"
+    assert upright(image, -90)[..., 0].tolist() == [[3, 0], [4, 1], [5, 2]], "-90: clockwise"
+    assert upright(image, 180)[..., 0].tolist() == [[5, 4, 3], [2, 1, 0]]
+    assert upright(image, 270).tolist() == upright(image, -90).tolist()
+    assert upright(image, 90).flags.c_contiguous
