@@ -33,6 +33,7 @@ from streamer.evaluation.dataset import Sample, load_dataset
 from streamer.evaluation.labels import map_labels
 from streamer.evaluation.metrics import TOP_K, DatasetClass, EvalReport, compute_metrics
 from streamer.evaluation.report import write_report
+from streamer.models.labels import load_aliases
 from streamer.sources.images import read_image
 from streamer.tasks import Classifier
 
@@ -58,7 +59,8 @@ def dataset_classes(classifier: Classifier, labels: Sequence[str]) -> list[Datas
     if stage.regression:
         raise ConfigError(f"model {stage.engine.path} has a regression head: it gives values, not classes to evaluate")
     where = f"the class names in {stage.labels_path}" if stage.labels_path is not None else "the model's class ids"
-    mapping = map_labels(sorted(set(labels)), stage.names, stage.display_names, where=where)
+    aliases = load_aliases(stage.labels_path, len(stage.names))
+    mapping = map_labels(sorted(set(labels)), stage.names, stage.display_names, aliases=aliases, where=where)
     return [DatasetClass(label, class_id, stage.names[class_id]) for label, class_id in sorted(mapping.items())]
 
 

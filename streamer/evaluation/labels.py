@@ -31,7 +31,9 @@ def normalize_label(label: str) -> str:
     return _SEPARATORS.sub(" ", label).strip().casefold()
 
 
-def _matches(label: str, names: Sequence[str], display_names: Sequence[str]) -> set[int]:
+def _matches(
+    label: str, names: Sequence[str], display_names: Sequence[str], aliases: Sequence[Sequence[str]]
+) -> set[int]:
     exact = {i for i, (n, d) in enumerate(zip(names, display_names, strict=True)) if label in (n, d)}
     if exact:
         return exact
@@ -39,11 +41,12 @@ def _matches(label: str, names: Sequence[str], display_names: Sequence[str]) -> 
     if number.isascii() and number.isdigit() and int(number) < len(names):
         return {int(number)}
     key = normalize_label(label)
-    return {
+    loose = {
         i
         for i, (n, d) in enumerate(zip(names, display_names, strict=True))
         if key in (normalize_label(n), normalize_label(d))
     }
+    return loose or {i for i, other in enumerate(aliases) if key in map(normalize_label, other)}
 
 
 def _suggest(label: str, names: Sequence[str]) -> list[str]:
@@ -58,10 +61,14 @@ def map_labels(
     names: Sequence[str],
     display_names: Sequence[str] | None = None,
     *,
+    aliases: Sequence[Sequence[str]] | None = None,
     where: str = "the model's class names",
 ) -> dict[str, int]:
     """Each of ``labels`` mapped to the id of the class it names in ``names`` / ``display_names``.
 
+    A label matches a name or display name exactly, then a class id, then a
+    name loosely (case, ``_``, ``-`` ignored), then one of the class's
+    ``aliases`` (other names, e.g. ImageNet's WordNet synonyms) loosely.
     ``display_names`` ``None`` means the names themselves. ``where`` tells the
     user, in errors, where the model's class names can be read. Raises one
     :class:`ConfigError` for every unknown label (with suggestions), ambiguous
@@ -74,7 +81,7 @@ def map_labels(
     unknown: list[str] = []
     ambiguous: list[str] = []
     for label in dict.fromkeys(labels):
-        found = _matches(label, names, shown)
+        found = _matches(label, names, shown, aliases or ())
         if not found:
             close = _suggest(label, names)
             hint = f"did you mean {', '.join(map(repr, close))}?" if close else "no close class name"

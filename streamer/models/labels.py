@@ -1,4 +1,9 @@
-"""Class-name files: one name per line, and ``labels.<locale>.txt`` beside them."""
+"""Class-name files: one name per line, ``labels.<locale>.txt`` beside them, and ``aliases.txt``.
+
+``aliases.txt`` (optional) gives each class's other names, comma-separated,
+a line per class in class-id order (an empty line: none); ``streamer eval``
+matches dataset labels against them too (``tabby cat`` finds ``tabby``).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from pathlib import Path
 
 from streamer.errors import ConfigError, InputNotFoundError, ModelError
 
-__all__ = ["load_display_names", "load_labels", "locale_path"]
+__all__ = ["aliases_path", "load_aliases", "load_display_names", "load_labels", "locale_path"]
 
 log = logging.getLogger(__name__)
 
@@ -64,3 +69,20 @@ def load_display_names(labels: Path | None, names: list[str], locale: str | None
     if len(display) != len(names):
         raise ModelError(f"{path} has {len(display)} lines but {labels} has {len(names)} classes; they must match")
     return [shown or name for shown, name in zip(display, names, strict=True)]
+
+
+def aliases_path(labels: Path) -> Path:
+    """Where other names of the classes in ``labels`` live: ``aliases.txt`` beside it."""
+    return labels.with_name("aliases.txt")
+
+
+def load_aliases(labels: Path | None, count: int) -> list[list[str]]:
+    """Each of ``count`` classes' other names from ``aliases.txt`` beside ``labels``; none if it is absent."""
+    path = None if labels is None else aliases_path(labels)
+    if path is None or not path.is_file():
+        return [[] for _ in range(count)]
+    lines = _read_lines(path)
+    if len(lines) > count:
+        raise ModelError(f"{path} has {len(lines)} lines but the model has {count} classes; write one line per class")
+    lines += [""] * (count - len(lines))
+    return [[name.strip() for name in line.split(",") if name.strip()] for line in lines]

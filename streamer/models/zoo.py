@@ -6,6 +6,7 @@ sha256, converted to ONNX by our own code (numpy + ``onnx``), and cached under
 
     model.onnx    the converted graph
     labels.txt    class names, one per line
+    aliases.txt   other names of each class, comma-separated, a line per class (where the source has them)
     build.json    sha256 of model.onnx, of the source weights, converter version
 
 ``build.json`` is written last; a cache whose ``model.onnx`` does not match it
@@ -28,6 +29,7 @@ import onnx
 from streamer.errors import ConfigError, InputNotFoundError, ModelError, WeightsIntegrityError
 from streamer.files import atomic_path
 from streamer.models.convert import save_model_atomic, sha256_file
+from streamer.models.labels import aliases_path
 
 __all__ = [
     "EMBEDDED",
@@ -71,7 +73,8 @@ class EmbeddedModel:
 
     ``files`` lists each file the conversion reads, in the order ``convert``
     and ``labels`` receive their resolved paths; ``labels``
-    returns the class names. ``declaration`` holds the keys a
+    returns the class names, ``aliases`` (if any) each class's other names.
+    ``declaration`` holds the keys a
     :class:`~streamer.models.spec.ClassifierModel` (or detector) needs.
     """
 
@@ -83,6 +86,7 @@ class EmbeddedModel:
     convert: Callable[[list[Path]], onnx.ModelProto]
     labels: Callable[[list[Path]], list[str]]
     declaration: dict[str, Any] = field(default_factory=dict)
+    aliases: Callable[[list[Path]], list[list[str]]] | None = None
 
 
 def package_file(package: str, relative: str) -> Path:
@@ -117,9 +121,18 @@ def _efficientnet(paths: list[Path]) -> onnx.ModelProto:
     return convert_efficientnet_lite0(load_legacy_state_dict(paths[0]))
 
 
-def _imagenet_names(paths: list[Path]) -> list[str]:
+def _imagenet_synonyms(paths: list[Path]) -> list[list[str]]:
+    """Each class's WordNet synonyms, e.g. ``["tabby", "tabby cat"]``."""
     mapping = json.loads(paths[1].read_text(encoding="utf-8"))
-    return [mapping[str(i)].split(",")[0].strip() for i in range(len(mapping))]
+    return [[name.strip() for name in mapping[str(i)].split(",")] for i in range(len(mapping))]
+
+
+def _imagenet_names(paths: list[Path]) -> list[str]:
+    return [synonyms[0] for synonyms in _imagenet_synonyms(paths)]
+
+
+def _imagenet_aliases(paths: list[Path]) -> list[list[str]]:
+    return [synonyms[1:] for synonyms in _imagenet_synonyms(paths)]
 
 
 def _darknet(paths: list[Path]) -> onnx.ModelProto:
@@ -150,6 +163,7 @@ EMBEDDED: dict[str, EmbeddedModel] = {
             ),
             convert=_efficientnet,
             labels=_imagenet_names,
+            aliases=_imagenet_aliases,
             declaration={
                 "input_size": (224, 224),
                 "resize": "crop",
@@ -246,6 +260,8 @@ def _cached(folder: Path, model: EmbeddedModel) -> BuiltModel | None:
         return None
     if record.get("converter_version") != CONVERTER_VERSION or not built.labels_path.is_file():
         return None
+    if model.aliases is not None and not aliases_path(built.labels_path).is_file():
+        return None  # built before aliases were written
     if not built.onnx_path.is_file() or sha256_file(built.onnx_path) != record.get("onnx_sha256"):
         log.warning("cached %s at %s does not match its build record; rebuilding", model.name, built.onnx_path)
         return None
@@ -267,6 +283,9 @@ def build(name: str, cache_dir: Path | None = None, *, force: bool = False) -> B
     (folder / "build.json").unlink(missing_ok=True)
     save_model_atomic(model.convert(paths), built.onnx_path)
     _write_text_atomic(built.labels_path, "\n".join(model.labels(paths)) + "\n")
+    if model.aliases is not None:
+        lines = (", ".join(names) for names in model.aliases(paths))
+        _write_text_atomic(aliases_path(built.labels_path), "\n".join(lines) + "\n")
     record = {
         "name": name,
         "converter_version": CONVERTER_VERSION,

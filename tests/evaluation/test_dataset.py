@@ -147,15 +147,28 @@ def test_labels_match_the_real_models_names(classifier: Classifier) -> None:
 
 def test_unknown_labels_are_listed_together_with_suggestions(classifier: Classifier) -> None:
     with pytest.raises(ConfigError) as error:
-        dataset_classes(classifier, ["tabbby", "espresso", "Tabby Cat", "qqqzzzx", "tabbby"])
+        dataset_classes(classifier, ["tabbby", "espresso", "Tabby Kat", "qqqzzzx", "tabbby"])
     message = str(error.value)
     lines = message.splitlines()
     assert lines[0].startswith("3 dataset labels the model does not know; rename each class folder (or CSV label)")
     assert "the class names in" in lines[0] and "labels.txt" in lines[0]
-    assert lines[1].startswith("  'Tabby Cat': did you mean ") and "'tabby'" in lines[1]
+    assert lines[1].startswith("  'Tabby Kat': did you mean ") and "'tabby'" in lines[1]
     assert lines[2].startswith("  'qqqzzzx': no close class name")
     assert lines[3].startswith("  'tabbby': did you mean 'tabby'")
     assert len(lines) == 4
+
+
+def test_labels_match_the_other_names_a_class_has(classifier: Classifier) -> None:
+    """ImageNet's WordNet synonyms, written to aliases.txt beside labels.txt when the model is converted."""
+    classes = dataset_classes(classifier, ["Tabby Cat", "sport_car", "Tinca tinca", "crayfish"])
+    assert {c.label: (c.class_id, c.name) for c in classes} == {
+        "Tabby Cat": (281, "tabby"),
+        "sport_car": (817, "sports car"),
+        "Tinca tinca": (0, "tench"),
+        "crayfish": (124, "crayfish"),  # a class's own name wins over another's alias
+    }
+    with pytest.raises(ConfigError, match=r"'panther' matches classes 286 'cougar', 290 'jaguar'"):
+        dataset_classes(classifier, ["panther"])
 
 
 def test_ambiguous_and_duplicate_labels_are_errors(classifier: Classifier) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from streamer.errors import ConfigError, InputNotFoundError, ModelError
-from streamer.models.labels import load_display_names, load_labels
+from streamer.models.labels import load_aliases, load_display_names, load_labels
 
 
 def test_names_and_locale_with_fallback_for_blank_lines(tmp_path: Path) -> None:
@@ -51,3 +51,14 @@ def test_bad_files(tmp_path: Path) -> None:
     (tmp_path / "labels.de.txt").write_text("Katze\n")
     with pytest.raises(ModelError, match=r"labels.de.txt has 1 lines but .*classes.txt has 2 classes"):
         load_display_names(labels, ["cat", "dog"], "de")
+
+
+def test_aliases_beside_the_labels(tmp_path: Path) -> None:
+    labels = tmp_path / "labels.txt"
+    labels.write_text("cat\ndog\nfish\n")
+    assert load_aliases(labels, 3) == [[], [], []], "no aliases.txt: no other names"
+    (tmp_path / "aliases.txt").write_text("kitty, puss\n\n")
+    assert load_aliases(labels, 3) == [["kitty", "puss"], [], []], "short files and blank lines: none"
+    (tmp_path / "aliases.txt").write_text("a\nb\nc\nd\n")
+    with pytest.raises(ModelError, match=r"aliases.txt has 4 lines but the model has 3 classes"):
+        load_aliases(labels, 3)

@@ -19,7 +19,14 @@ def test_build_writes_model_labels_and_record(tmp_path: Path) -> None:
     assert record["onnx_sha256"] == zoo.sha256_file(built.onnx_path)
     names = built.labels_path.read_text().splitlines()
     assert len(names) == 1000 and names[967] == "espresso" and names[282] == "tiger cat"
-    assert not list(built.onnx_path.parent.glob("*.part")), "no temporary files are left behind"
+    aliases = (built.labels_path.parent / "aliases.txt").read_text().splitlines()
+    assert len(aliases) == 1000 and aliases[281] == "tabby cat" and aliases[0] == "Tinca tinca"
+    assert sorted(p.name for p in built.onnx_path.parent.iterdir()) == [
+        "aliases.txt",
+        "build.json",
+        "labels.txt",
+        "model.onnx",
+    ], "no temporary files are left behind"
     again = zoo.build("efficientnet-lite0", tmp_path)
     assert again.onnx_path.stat().st_mtime_ns == built.onnx_path.stat().st_mtime_ns, "cached, not rebuilt"
 
@@ -34,6 +41,13 @@ def test_corrupted_cache_is_rebuilt_not_trusted(tmp_path: Path, caplog: pytest.L
     assert rebuilt.onnx_path.read_bytes() == good
     with Classifier.create_from_options(ClassifierOptions(cache_dir=tmp_path, device="cpu")) as c:
         assert c.classify(coffee).classes[0].name == "espresso"
+
+
+def test_cache_from_before_aliases_is_rebuilt(tmp_path: Path) -> None:
+    built = zoo.build("efficientnet-lite0", tmp_path)
+    (built.labels_path.parent / "aliases.txt").unlink()
+    zoo.build("efficientnet-lite0", tmp_path)
+    assert (built.labels_path.parent / "aliases.txt").read_text().splitlines()[281] == "tabby cat"
 
 
 def test_cache_without_record_is_rebuilt(tmp_path: Path) -> None:
