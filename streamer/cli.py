@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--config", type=Path, help="config file (default: $STREAMER_CONFIG or ./config.toml)")
     common.add_argument("--device", help="auto | cpu | cuda | tensorrt")
     common.add_argument("--cache-dir", help="where converted models are cached")
+    common.add_argument("--threads", type=int, help="CPU threads per model (default: one per core)")
     common.add_argument("--log-level", help="debug | info | warning | error")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -113,6 +114,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     keys = {
         "device": "device",
         "cache_dir": "cache_dir",
+        "threads": "threads",
         "log_level": "log_level",
         "max_results": "classifier.max_results",
         "score_threshold": "classifier.score_threshold",

@@ -68,6 +68,7 @@ SCHEMA: dict[str, dict[str, Kind]] = {
     "": {
         "device": Kind(str, choices=DEVICES),
         "cache_dir": _OPTIONAL_STR,
+        "threads": Kind(int, optional=True),
         "log_level": Kind(str, choices=LOG_LEVELS),
         "stages": Kind(str, choices=STAGES),
         "region_of_interest": Kind(float, 4, optional=True),
@@ -275,6 +276,7 @@ class Config:
             "region_of_interest": RegionOfInterest(*roi) if roi else None,
             "device": self["device"],
             "cache_dir": self.cache_dir,
+            "threads": self["threads"],
         }
         return ClassifierOptions(**{**values, **extra})
 

@@ -84,7 +84,8 @@ class ClassifierOptions:
     ``region_of_interest`` (normalised) is processed instead of the whole
     image; boxes stay in whole-image pixels. ``result_callback`` is required in
     LIVE_STREAM mode and refused in the others. ``cache_dir`` ``None`` means
-    ``$STREAMER_CACHE_DIR`` or ``~/.cache/streamer``.
+    ``$STREAMER_CACHE_DIR`` or ``~/.cache/streamer``. ``threads`` caps the CPU
+    threads each model's ONNX Runtime session uses (``None``: one per core).
     """
 
     model: ClassifierModel = field(default_factory=lambda: ClassifierModel(model=DEFAULT_CLASSIFIER))
@@ -104,6 +105,7 @@ class ClassifierOptions:
     result_callback: ResultCallback | None = None
     device: str = "auto"
     cache_dir: Path | None = None
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.running_mode, RunningMode):
@@ -120,6 +122,8 @@ class ClassifierOptions:
             raise ConfigError(f"cascade_classes is set but stages = {self.stages!r}; use stages = 'cascade'")
         if not 0.0 <= self.crop_margin <= 1.0:
             raise ConfigError(f"crop_margin = {self.crop_margin!r}; expected a fraction of the box in [0, 1]")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise ConfigError(f"threads = {self.threads!r}; expected an integer >= 1, or None for one per core")
         if self.device not in DEVICES:
             raise ConfigError(f"device = {self.device!r} is not allowed; use one of: {', '.join(DEVICES)}")
         live = self.running_mode is RunningMode.LIVE_STREAM
@@ -145,6 +149,7 @@ class Classifier:
                 o.detector,
                 device=o.device,
                 cache_dir=o.cache_dir,
+                threads=o.threads,
                 allowlist=o.object_allowlist,
                 denylist=o.object_denylist,
             )
@@ -153,6 +158,7 @@ class Classifier:
                 o.model,
                 device=o.device,
                 cache_dir=o.cache_dir,
+                threads=o.threads,
                 locale=o.display_names_locale,
                 allowlist=o.category_allowlist,
                 denylist=o.category_denylist,

@@ -35,6 +35,14 @@ def test_precedence_file_then_environment_then_cli(tmp_path: Path) -> None:
     assert config["device"] == "cpu"
 
 
+def test_threads_per_model(tmp_path: Path) -> None:
+    assert load_config(_write(tmp_path, "")).classifier_options().threads is None, "default: one per core"
+    assert load_config(_write(tmp_path, "threads = 3\n")).classifier_options().threads == 3
+    assert load_config(None, env={"STREAMER_THREADS": "1"}).classifier_options().threads == 1
+    with pytest.raises(ConfigError, match=r"threads = 0; expected an integer >= 1"):
+        load_config(None, overrides={"threads": 0}).classifier_options()
+
+
 def test_environment_lists_and_regions(tmp_path: Path) -> None:
     env = {
         "STREAMER_CLASSIFIER_CATEGORY_ALLOWLIST": "tabby, tiger cat",

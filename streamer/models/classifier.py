@@ -48,13 +48,14 @@ class ClassifierStage(ModelStage[ClassifierModel]):
         *,
         device: str,
         cache_dir: Path | None,
+        threads: int | None = None,
         locale: str | None = None,
         allowlist: tuple[str, ...] = (),
         denylist: tuple[str, ...] = (),
         max_results: int | None = 5,
         score_threshold: float = 0.0,
     ) -> None:
-        super().__init__(model, "classifier", device=device, cache_dir=cache_dir)
+        super().__init__(model, "classifier", device=device, cache_dir=cache_dir, threads=threads)
         declaration, labels_path = self.declaration, self.labels_path
         self._shorter = declaration.resize_shorter or round(min(self.input_size) / 0.875)
         self.regression = declaration.head == "regression"

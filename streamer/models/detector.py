@@ -32,10 +32,11 @@ class DetectorStage(ModelStage[DetectorModel]):
         *,
         device: str,
         cache_dir: Path | None,
+        threads: int | None = None,
         allowlist: tuple[str, ...] = (),
         denylist: tuple[str, ...] = (),
     ) -> None:
-        super().__init__(model, "detector", device=device, cache_dir=cache_dir)
+        super().__init__(model, "detector", device=device, cache_dir=cache_dir, threads=threads)
         declaration, labels_path, onnx_path = self.declaration, self.labels_path, self.engine.path
         if declaration.family is None:
             raise ConfigError(

@@ -141,6 +141,10 @@ class Engine:
         providers = resolve_providers(device)
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        # Idle pool threads sleep instead of spinning: the detector's and the classifier's pools, decoders,
+        # encoders and the server share the cores, and a spinning pool steals them (measured: the cascade
+        # is ~25% faster on 2 cores without it).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
         try:

@@ -23,10 +23,12 @@ class ModelStage(Generic[Declaration]):
     ``task`` is ``classifier`` or ``detector``: the config section errors name.
     """
 
-    def __init__(self, model: Declaration, task: str, *, device: str, cache_dir: Path | None) -> None:
+    def __init__(
+        self, model: Declaration, task: str, *, device: str, cache_dir: Path | None, threads: int | None = None
+    ) -> None:
         onnx_path, self.labels_path, defaults = zoo.locate(model.model, model.labels, task, cache_dir)
         self.declaration: Declaration = model.with_defaults(defaults)
-        self.engine = Engine(onnx_path, device=device)
+        self.engine = Engine(onnx_path, device=device, threads=threads)
         self.input_size = self.engine.image_size(
             section=task,
             layout=self.declaration.layout or "nchw",

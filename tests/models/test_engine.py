@@ -57,3 +57,12 @@ def test_not_a_model(tmp_path: Path) -> None:
         Engine(junk, device="cpu")
     with pytest.raises(ModelError, match=r"nothing.onnx does not exist"):
         Engine(tmp_path / "nothing.onnx", device="cpu")
+
+
+def test_threads_cap_the_session_and_idle_threads_sleep(tmp_path: Path) -> None:
+    model = channel_mean_model(tmp_path / "mean.onnx")
+    engine = Engine(model, device="cpu", threads=1)
+    session = engine._session.get_session_options()
+    assert session.intra_op_num_threads == 1
+    assert session.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert Engine(model, device="cpu")._session.get_session_options().intra_op_num_threads == 0, "0: one per core"
