@@ -2,7 +2,9 @@
 
 The bare loop is what a user would write by hand with the same model: the
 same resize + centre crop, normalisation and ``session.run`` on
-onnxruntime directly. Both run interleaved in rounds (ABBA order) on the same
+onnxruntime directly, its session built with the options ours have
+(``streamer.models.engine.session_options``: idle threads sleep rather than
+spin). Both run interleaved in rounds (ABBA order) on the same
 photo, so machine noise hits both alike; the ratio ours / bare (the median of
 the per-round ratios) is the cost of streamer's API: validation, timings,
 category selection, result objects.
@@ -21,6 +23,7 @@ import numpy as np
 import onnxruntime as ort
 from skimage import data
 
+from streamer.models.engine import session_options
 from streamer.tasks import Classifier, ClassifierOptions
 from streamer.vision.preprocess import resize_center_crop
 
@@ -34,7 +37,8 @@ def main() -> None:
     image = data.coffee()
     classifier = Classifier.create_from_options(ClassifierOptions(device="cpu"))
     assert classifier.classifier is not None
-    session = ort.InferenceSession(str(classifier.classifier.engine.path), providers=["CPUExecutionProvider"])
+    path = str(classifier.classifier.engine.path)
+    session = ort.InferenceSession(path, session_options(), providers=["CPUExecutionProvider"])  # as ours
     name = session.get_inputs()[0].name
 
     def bare() -> int:
