@@ -13,8 +13,9 @@ Otherwise (a pipe, a log file, CI) a line is logged every ``every`` seconds.
 
 from __future__ import annotations
 
+import io
 import logging
-import shutil
+import os
 import sys
 import time
 from typing import TextIO
@@ -22,6 +23,14 @@ from typing import TextIO
 __all__ = ["Progress", "clock"]
 
 log = logging.getLogger("streamer")
+
+
+def _columns(stream: TextIO) -> int:
+    """The width of the terminal ``stream`` writes to (80 if it does not say)."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns or 80
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return 80
 
 
 def clock(seconds: float) -> str:
@@ -59,9 +68,14 @@ class Progress:
         tail = f" {self.done}/{self.total} frames  {fps:.1f} fps  ETA {clock(eta)}"
         if not self.tty:
             return f"{self.label}:{tail} ({100 * self.done / self.total:.0f}%)"
-        bar = max(10, min(40, width - len(self.label) - len(tail) - 4))
+        room = width - len(tail) - 4  # for the label and the bar: less a space and the bar's brackets
+        label = self.label
+        if len(label) > room - 10:  # too long: keep its end (the file name), a third of the room to the bar
+            keep = max(0, room - max(10, room // 3) - 1)
+            label = "…" + (label[-keep:] if keep else "")
+        bar = max(10, min(40, room - len(label)))
         filled = round(bar * min(1.0, self.done / self.total))
-        return f"{self.label} [{'#' * filled}{'.' * (bar - filled)}]{tail}"
+        return f"{label} [{'#' * filled}{'.' * (bar - filled)}]{tail}"
 
     def update(self, done: int) -> None:
         self.done = done
@@ -73,7 +87,7 @@ class Progress:
 
     def _show(self) -> None:
         if self.tty:
-            width = shutil.get_terminal_size().columns
+            width = _columns(self.stream)
             self.stream.write("\r" + self.line(width)[: width - 1].ljust(width - 1))
             self.stream.flush()
         else:

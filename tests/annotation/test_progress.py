@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import pty
+import select
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from streamer.annotation.progress import Progress, clock
+from tests.media import make_clip
 
 
 class Terminal(io.StringIO):
@@ -32,6 +39,17 @@ def test_a_terminal_gets_a_bar_redrawn_in_place(monkeypatch: pytest.MonkeyPatch)
     assert screen.getvalue().startswith("\r") and screen.getvalue().endswith("\n")
 
 
+@pytest.mark.parametrize("width", [60, 80, 200])
+def test_a_long_label_is_cut_from_the_left_to_fit(monkeypatch: pytest.MonkeyPatch, width: int) -> None:
+    progress = Progress("/very/long/folder/" * 8 + "clip.mp4", 100, stream=Terminal())
+    monkeypatch.setattr(progress, "rate", lambda: 10.0)
+    progress.done = 50
+    line = progress.line(width)
+    bar = line[line.index(" [") + 2 : line.index("]")]
+    assert len(line) < width and "50/100 frames" in line and len(bar) >= 10 and bar.count("#") == len(bar) // 2
+    assert line.split(" [")[0].endswith("clip.mp4"), "the file name stays"
+
+
 def test_elsewhere_plain_lines_are_logged(caplog: pytest.LogCaptureFixture) -> None:
     progress = Progress("clip.mp4", 50, stream=io.StringIO(), every=0.0)
     with caplog.at_level(logging.INFO, logger="streamer"):
@@ -48,3 +66,34 @@ def test_unknown_length_has_no_bar() -> None:
     progress = Progress("cam", None, stream=Terminal())
     progress.done = 3
     assert progress.line().startswith("cam 3 frames") and "ETA" not in progress.line()
+
+
+def test_the_command_draws_a_bar_on_a_real_terminal(tmp_path: Path) -> None:
+    """stderr on a pseudo-terminal: the bar is redrawn in place with carriage returns."""
+    clip = make_clip(tmp_path / "clip.mp4", frames=40, fps=20)
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "streamer.cli", "annotate", str(clip), "-o", str(tmp_path / "out.mp4")],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            timeout=120,
+            check=False,
+        )
+        os.close(follower)
+        screen = b""
+        while select.select([leader], [], [], 0.5)[0]:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal is gone once its last writer is
+                break
+            if not chunk:
+                break
+            screen += chunk
+    finally:
+        os.close(leader)
+    assert done.returncode == 0
+    text = screen.decode()
+    assert "\r" in text and "[" in text and "40/40 frames" in text and "ETA 0:00" in text
+    assert text.rstrip().splitlines()[-1].count("#") >= 10, "the last redraw shows a full bar"
