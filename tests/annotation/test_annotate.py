@@ -251,3 +251,27 @@ def test_a_phone_video_is_annotated_upright(tmp_path: Path, rotation: int, corne
         slice(width - 40, width) if corner.endswith("left") else slice(0, 40),
     )
     assert images[0][opposite].mean() < 50, "and the opposite corner is dark"
+
+
+def test_b_frames_at_ntsc_rate_keep_order_and_timestamps(tmp_path: Path) -> None:
+    """Frames decoded out of order (B-frames) at 30000/1001 fps come out in order, on the same clock."""
+    clip = tmp_path / "bframes.mp4"
+    picture = photo("collage")
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(30000, 1001))
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        stream.options = {"preset": "medium", "bf": "3"}
+        for i in range(30):
+            frame = av.VideoFrame.from_ndarray(clip_frame(picture, i, 30, (320, 240)), format="rgb24")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    with av.open(str(clip)) as container:
+        assert any(frame.pict_type == av.video.frame.PictureType.B for frame in container.decode(video=0))
+    out, jsonl = tmp_path / "out.mp4", tmp_path / "r.jsonl"
+    assert main(["annotate", str(clip), "-o", str(out), "--jsonl", str(jsonl), "--stages", "classify"]) == 0
+    times_in, _, (_, rate_in, _) = video_frames(clip)
+    times_out, _, (_, rate_out, _) = video_frames(out)
+    assert rate_out == rate_in == Fraction(30000, 1001)
+    assert times_out == pytest.approx(times_in, abs=1e-6) and len(times_out) == 30
+    assert [r["pts_ms"] for r in read_jsonl(jsonl)] == pytest.approx([t * 1000 for t in times_in], abs=1e-3)
