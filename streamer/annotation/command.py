@@ -59,6 +59,10 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         parents=parents,
         help="write annotated copies of video files (default stages: cascade)",
         description="Classify every frame of video files; write copies with boxes and labels, and the results.",
+        epilog=(
+            "exit status: 0 all annotated whole; 3 some input cut short (truncated or corrupt: what decodes is "
+            "written); 1 some input not annotated at all (the others are); 2 bad usage; 130 interrupted"
+        ),
     )
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="video files or folders of them")
     parser.add_argument(
