@@ -99,8 +99,6 @@ class VideoWriter:
         so a combination the format refuses fails now, not after encoding.
         """
         self.named = output_name or path
-        self.frames = 0
-        self.audio_packets = 0
         self._transcode = False
         size = size or (like.codec_context.width, like.codec_context.height)
         try:
@@ -170,7 +168,7 @@ class VideoWriter:
 
     def write(self, image: np.ndarray, pts: int) -> None:
         """Encode one RGB ``uint8`` frame at ``pts`` (in the input video's time base)."""
-        if self.video.pix_fmt == "yuv420p":  # OpenCV's BT.601 conversion: FFmpeg's result, in a fifth of the time
+        if self.video.pix_fmt == "yuv420p":  # BT.601 limited range like FFmpeg's; ~9x faster at 720p
             planes = cast("np.ndarray[Any, np.dtype[np.uint8]]", cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420))
             frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
         else:
@@ -178,7 +176,6 @@ class VideoWriter:
         frame.pts = pts
         frame.time_base = self.video.codec_context.time_base
         self.container.mux(self.video.encode(frame))
-        self.frames += 1
 
     def write_audio(self, packet: av.Packet[Any], shift: int = 0) -> None:
         """Copy (or re-encode) one of the input's audio packets, ``shift`` earlier (its time base)."""
@@ -196,7 +193,6 @@ class VideoWriter:
         else:
             packet.stream = self.audio
             self.container.mux(packet)
-        self.audio_packets += 1
 
     def abort(self) -> None:
         """Close the file without flushing the encoders (after an error; the file is then discarded)."""
