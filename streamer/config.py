@@ -10,6 +10,7 @@ allowed.
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from collections.abc import Mapping
@@ -29,6 +30,7 @@ from streamer.models.spec import (
     ClassifierModel,
     DetectorModel,
 )
+from streamer.sources.images import DEFAULT_LIMITS, ImageLimits
 from streamer.tasks import DEFAULT_CLASSIFIER, DEFAULT_DETECTOR, STAGES, ClassifierOptions, RunningMode
 from streamer.vision.preprocess import RegionOfInterest
 
@@ -80,6 +82,12 @@ SCHEMA: dict[str, dict[str, Kind]] = {
         "allowed_origins": _NAMES,
         "max_batch": _INT,
         "max_frame_age_ms": _FLOAT,
+        "allowed_hosts": _NAMES,
+        "max_pending_classify": _INT,
+        "ice_timeout_s": _FLOAT,
+        "max_peers": _INT,
+        "max_peers_per_client": _INT,
+        "share_cameras": Kind(bool),
     },
     "classifier": {
         "model": _STR,
@@ -120,6 +128,10 @@ SCHEMA: dict[str, dict[str, Kind]] = {
         "cascade_classes": _NAMES,
         "crop_margin": _FLOAT,
     },
+    "limits": {
+        "max_image_pixels": _INT,
+        "max_aspect_ratio": _FLOAT,
+    },
 }
 
 DEFAULTS: dict[str, Any] = {
@@ -141,6 +153,14 @@ DEFAULTS: dict[str, Any] = {
     "server.allowed_origins": (),
     "server.max_batch": 4,
     "server.max_frame_age_ms": 500.0,
+    "server.allowed_hosts": (),
+    "server.max_pending_classify": 4,
+    "server.ice_timeout_s": 15.0,
+    "server.max_peers": 32,
+    "server.max_peers_per_client": 4,
+    "server.share_cameras": False,
+    "limits.max_image_pixels": DEFAULT_LIMITS.max_pixels,
+    "limits.max_aspect_ratio": DEFAULT_LIMITS.max_aspect_ratio,
 }
 
 
@@ -194,8 +214,14 @@ def coerce(key: str, raw: Any, kind: Kind, origin: str) -> Any:
 def _kind(key: str, origin: str) -> Kind:
     section, _, name = key.rpartition(".")
     if section not in SCHEMA or name not in SCHEMA[section]:
-        known = ", ".join(f"{s}.{k}" if s else k for s, keys in SCHEMA.items() for k in keys)
-        raise ConfigError(f"unknown configuration key {key!r} ({origin}); known keys: {known}")
+        known = [f"{s}.{k}" if s else k for s, keys in SCHEMA.items() for k in keys]
+        near = difflib.get_close_matches(key, known, n=1, cutoff=0.6) or difflib.get_close_matches(
+            name, [k.rpartition(".")[2] for k in known], n=1, cutoff=0.6
+        )
+        if near and near[0] not in known:  # matched by the name alone: name the key it belongs to
+            near = [k for k in known if k.rpartition(".")[2] == near[0]]
+        hint = f"did you mean {' or '.join(repr(k) for k in near)}?" if near else "config.toml lists every key"
+        raise ConfigError(f"unknown configuration key {key!r} ({origin}); {hint}")
     return SCHEMA[section][name]
 
 
@@ -280,6 +306,10 @@ class Config:
         }
         return ClassifierOptions(**{**values, **extra})
 
+    def image_limits(self) -> ImageLimits:
+        """The largest image that is decoded, from a file or an upload (``[limits]``)."""
+        return ImageLimits(self["limits.max_image_pixels"], self["limits.max_aspect_ratio"])
+
 
 def load_config(
     path: Path | None = None,
@@ -313,4 +343,5 @@ def load_config(
             values[key] = coerce(key, raw, _kind(key, where), where)
     config = Config(values)
     config.classifier_options()  # validates choices, sizes and lists now, not at first use
+    config.image_limits()
     return config

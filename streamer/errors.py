@@ -6,7 +6,7 @@ own tree still catch the right thing::
     StreamerError
      ├── ConfigError          (ValueError)        bad key or value: config.toml, STREAMER_*, CLI, options
      ├── RunningModeError     (ValueError)        a method called in the wrong running mode, bad timestamps
-     ├── ImageError           (ValueError)        an image that cannot be decoded or has the wrong shape
+     ├── ImageError           (ValueError)        an undecodable image, one over the limits, an array of the wrong shape
      ├── InputNotFoundError   (FileNotFoundError) a named file that does not exist
      ├── SourceError          (OSError)           a camera or stream that cannot be opened or read
      ├── ModelError           (ValueError)        a model that contradicts its declaration
@@ -44,7 +44,7 @@ class RunningModeError(StreamerError, ValueError):
 
 
 class ImageError(StreamerError, ValueError):
-    """An image could not be decoded, or its array has the wrong shape or dtype."""
+    """An image could not be decoded or is over the limits, or its array has the wrong shape or dtype."""
 
 
 class InputNotFoundError(StreamerError, FileNotFoundError):

@@ -8,6 +8,7 @@ import pytest
 
 from streamer.config import load_config
 from streamer.errors import ConfigError, InputNotFoundError
+from streamer.sources.images import DEFAULT_LIMITS, ImageLimits
 from streamer.vision.preprocess import RegionOfInterest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,3 +101,26 @@ def test_missing_config_file(tmp_path: Path) -> None:
 def test_config_file_from_environment(tmp_path: Path) -> None:
     path = _write(tmp_path, "[classifier]\nmax_results = 7\n")
     assert load_config(None, env={"STREAMER_CONFIG": str(path)})["classifier.max_results"] == 7
+
+
+def test_image_limits(tmp_path: Path) -> None:
+    assert load_config(REPO / "config.toml", env={}).image_limits() == DEFAULT_LIMITS, "the shipped file: defaults"
+    assert load_config(None, env={}).image_limits() == ImageLimits(40_000_000, 20.0)
+    env = {"STREAMER_LIMITS_MAX_IMAGE_PIXELS": "1000", "STREAMER_LIMITS_MAX_ASPECT_RATIO": "3.5"}
+    assert load_config(None, env=env).image_limits() == ImageLimits(1000, 3.5)
+    path = _write(tmp_path, "[limits]\nmax_image_pixels = 2_000_000\n")
+    assert load_config(path, env={}).image_limits().max_pixels == 2_000_000
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "message"),
+    [
+        ("[limits]\nmax_image_pixels = 0\n", {}, r"limits\.max_image_pixels = 0; expected an integer >= 1"),
+        ("", {"STREAMER_LIMITS_MAX_IMAGE_PIXELS": "lots"}, r"limits\.max_image_pixels = 'lots' \(from STREAMER_LIMI"),
+        ("[limits]\nmax_aspect_ratio = 0.5\n", {}, r"limits\.max_aspect_ratio = 0\.5; expected a number >= 1"),
+        ("", {"STREAMER_LIMITS_MAX_ASPECT_RATIO": "wide"}, r"limits\.max_aspect_ratio = 'wide' .* is not a number"),
+    ],
+)
+def test_bad_image_limits_are_named(tmp_path: Path, text: str, env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(_write(tmp_path, text), env=env)

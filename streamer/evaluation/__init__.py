@@ -34,7 +34,7 @@ from streamer.evaluation.labels import map_labels
 from streamer.evaluation.metrics import TOP_K, DatasetClass, EvalReport, compute_metrics
 from streamer.evaluation.report import write_report
 from streamer.models.labels import load_aliases
-from streamer.sources.images import read_image
+from streamer.sources.images import DEFAULT_LIMITS, ImageLimits, read_image
 from streamer.tasks import Classifier
 
 __all__ = ["DatasetClass", "EvalReport", "Sample", "dataset_classes", "evaluate", "load_dataset", "write_report"]
@@ -70,6 +70,7 @@ def evaluate(
     *,
     batch_size: int = 16,
     progress: Progress | None = None,
+    limits: ImageLimits = DEFAULT_LIMITS,
 ) -> EvalReport:
     """Classify every sample's image and measure the answers against its label.
 
@@ -78,7 +79,7 @@ def evaluate(
     module); its running mode does not matter. ``samples``: ``(path, label)``
     pairs, e.g. from :func:`load_dataset`. Images are read with
     :func:`~streamer.sources.images.read_image` and classified
-    ``batch_size`` at a time. An image that cannot be read is skipped and
+    ``batch_size`` at a time, each refused over ``limits``. An image that cannot be read is skipped and
     listed in ``report.unreadable`` with the reason; if none can be read, an
     :class:`ImageError`. Labels are matched first, so a wrong label fails
     before any image is read.
@@ -101,7 +102,7 @@ def evaluate(
         labels: list[str] = []
         for path, label in samples[start : start + batch_size]:
             try:
-                images.append(read_image(Path(path)))
+                images.append(read_image(Path(path), limits=limits))
             except (StreamerError, OSError) as exc:
                 unreadable.append((str(path), str(exc)))
                 continue

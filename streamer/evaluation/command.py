@@ -136,6 +136,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
             samples,
             batch_size=args.batch,
             progress=lambda done, total: log.debug("evaluated %d/%d images", done, total),
+            limits=config.image_limits(),
         )
     written = write_report(report, output)
     for path, reason in report.unreadable:

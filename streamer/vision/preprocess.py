@@ -102,13 +102,21 @@ def crop_box(
 
 
 def resize_center_crop(image: np.ndarray, size: tuple[int, int], shorter: int) -> np.ndarray:
-    """Resize so the shorter side is ``shorter`` (bicubic), then crop ``size`` from the centre."""
+    """Resize so the shorter side is ``shorter`` (bicubic), then crop ``size`` from the centre.
+
+    Only the crop is computed: one warp from the source pixels that map onto it, as
+    ``cv2.resize`` of the whole image would map them, so memory stays at ``size``
+    however long the image (a 1x100000 image would otherwise scale to 256x25600000).
+    """
     height, width = image.shape[:2]
     scale = shorter / min(height, width)
     new_w, new_h = max(round(width * scale), size[0]), max(round(height * scale), size[1])
-    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_CUBIC)
-    top, left = (new_h - size[1]) // 2, (new_w - size[0]) // 2
-    return resized[top : top + size[1], left : left + size[0]]
+    left, top = (new_w - size[0]) // 2, (new_h - size[1]) // 2
+    step_x, step_y = width / new_w, height / new_h  # source pixels per resized pixel, as cv2.resize maps centres
+    to_source = np.array([[step_x, 0.0, (left + 0.5) * step_x - 0.5], [0.0, step_y, (top + 0.5) * step_y - 0.5]])
+    return cv2.warpAffine(
+        image, to_source, size, flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
+    )
 
 
 def letterbox(image: np.ndarray, size: tuple[int, int], pad_value: int = 127) -> tuple[np.ndarray, Letterbox]:

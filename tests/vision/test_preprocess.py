@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
+import cv2
 import numpy as np
 import pytest
 
@@ -27,6 +30,57 @@ def test_resize_center_crop_keeps_the_centre() -> None:
     # 600 -> 512 wide, band at 213..299, crop starts at 144: band at 69..155 in the crop
     assert out[112, 112].tolist() == [255, 255, 255]
     assert out[112, 10].tolist() == [0, 0, 0]
+
+
+def _resize_whole_then_crop(image: np.ndarray, size: tuple[int, int], shorter: int) -> np.ndarray:
+    """What resize_center_crop computes, the expensive way: the whole image resized, then cropped."""
+    height, width = image.shape[:2]
+    scale = shorter / min(height, width)
+    new_w, new_h = max(round(width * scale), size[0]), max(round(height * scale), size[1])
+    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_CUBIC)
+    top, left = (new_h - size[1]) // 2, (new_w - size[0]) // 2
+    return resized[top : top + size[1], left : left + size[0]]
+
+
+@pytest.mark.parametrize("shape", [(300, 451), (480, 640), (1080, 1920), (50, 70), (400, 3000), (3000, 400)])
+@pytest.mark.parametrize(("size", "shorter"), [((224, 224), 256), ((224, 224), 224), ((300, 200), 320)])
+def test_resize_center_crop_matches_resizing_the_whole_image(
+    shape: tuple[int, int], size: tuple[int, int], shorter: int
+) -> None:
+    image = np.random.default_rng(shape[0]).integers(0, 256, (*shape, 3), np.uint8)
+    image[shape[0] // 3 :, : shape[1] // 2] //= 4  # an edge, not only noise
+    out = resize_center_crop(image, size, shorter)
+    assert out.shape == (size[1], size[0], 3) and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - _resize_whole_then_crop(image, size, shorter)).max() <= 1
+
+
+@pytest.mark.parametrize("shape", [(1, 100_000), (100_000, 1), (3, 70_000)])
+def test_resize_center_crop_of_a_thin_image_stays_small(shape: tuple[int, int]) -> None:
+    """Scaled whole, a 1x100000 image would be 256x25600000 (19 GB); only the crop is ever made."""
+    along = np.indices(shape)[int(shape[1] > shape[0])]  # each pixel's place along the long side
+    image = np.repeat((along * 256 // max(shape)).astype(np.uint8)[..., None], 3, axis=2)  # a ramp 0..255
+    tracemalloc.start()
+    try:
+        out = resize_center_crop(image, (200, 150), 256)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out.shape == (150, 200, 3)
+    assert peak < 2_000_000, f"{peak} bytes"
+    assert abs(int(out[75, 100, 0]) - 128) <= 1, "the centre of the image"
+
+
+def test_letterbox_and_fit_of_a_thin_image_stay_small() -> None:
+    image = np.zeros((100_000, 1, 3), np.uint8)
+    tracemalloc.start()
+    try:
+        canvas, box = letterbox(image, (320, 320))
+        stretched = fit(image, (224, 224), "stretch", 256)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert canvas.shape == (320, 320, 3) and box.scale == 320 / 100_000 and stretched.shape == (224, 224, 3)
+    assert peak < 2_000_000, f"{peak} bytes"
 
 
 def test_letterbox_offsets_and_grey_padding() -> None:
