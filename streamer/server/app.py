@@ -17,12 +17,24 @@ Call order::
         await stop_event.wait()
 
 The token, when configured, is accepted as ``?token=...`` or
-``Authorization: Bearer ...``. A non-loopback ``host`` needs one.
+``Authorization: Bearer ...`` (exactly one of them, once). A non-loopback
+``host`` needs one. Every request's ``Host`` must name the address the server
+listens on (or one of ``allowed_hosts``), so a page whose name rebinds to
+127.0.0.1 gets nothing.
+
+What one client may cost is bounded: classify requests run on a thread of
+their own, at most ``max_pending_classify`` at a time (others are answered
+``busy``); each client has at most ``max_peers_per_client`` WebRTC peer
+connections and the server ``max_peers``; a peer that has not connected
+within ``ice_timeout_s`` is closed, and every peer of a WebSocket is closed
+with it. A browser's camera is private to the connection that shares it
+(unless ``share_cameras``) and ends with it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import hmac
 import http
@@ -40,7 +52,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
-from aiortc import MediaStreamTrack
+from aiortc import MediaStreamTrack, RTCPeerConnection
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers, MultipleValuesError
 from websockets.exceptions import ConnectionClosed
@@ -50,9 +62,10 @@ from streamer.errors import ConfigError, ImageError, StreamerError
 from streamer.results import FrameResult
 from streamer.server import wire
 from streamer.server.hub import Client, Hub
+from streamer.server.sdp import check_offer
 from streamer.server.webrtc import FrameTrack, answer_offer
 from streamer.sources.base import Source
-from streamer.sources.images import decode_image
+from streamer.sources.images import DEFAULT_LIMITS, ImageLimits, decode_image
 from streamer.sources.webrtc import TrackSource
 from streamer.tasks import Classifier
 
@@ -96,6 +109,39 @@ def _normal_origin(origin: str) -> str:
     return origin.strip().rstrip("/").lower()
 
 
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
+def host_allowed(host_header: str, bind_host: str, allowed_hosts: tuple[str, ...] = ()) -> bool:
+    """Whether a request's ``Host`` header names this server (bound to ``bind_host``).
+
+    Accepted: a loopback name or address when bound to loopback, the bound
+    address itself, any IP address when bound to every interface (``0.0.0.0``,
+    ``::``), and the names in ``allowed_hosts`` (``"*"``: any). A name that is
+    none of these is what a DNS-rebinding page sends, so it is refused.
+    """
+    try:
+        name = (urlsplit(f"//{host_header.strip()}").hostname or "").lower()
+    except ValueError:
+        return False
+    if not name:
+        return False
+    if "*" in allowed_hosts or name in allowed_hosts:
+        return True
+    address, bound = _ip(name), _ip(bind_host)
+    if name == bind_host.lower().strip("[]"):
+        return True
+    if address is None:
+        return name == "localhost" and _is_loopback(bind_host)
+    if bound is not None and bound.is_unspecified:
+        return True
+    return address.is_loopback and _is_loopback(bind_host)
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """Where and how to serve; validated on creation.
@@ -107,6 +153,13 @@ class ServerConfig:
     client's queue of results; ``max_message_bytes`` the size of a message
     from a client (larger ones close the connection with 1009). ``ice_hosts``
     are the addresses WebRTC offers its media on (never a STUN server).
+    ``allowed_hosts`` are more names a request's ``Host`` may give (a reverse
+    proxy's, say). ``max_pending_classify`` bounds the classify requests
+    running or waiting; ``image_limits`` the images they may hold.
+    ``ice_timeout_s`` is how long a WebRTC peer may take to connect;
+    ``max_peers`` and ``max_peers_per_client`` cap peer connections.
+    ``share_cameras`` lists a browser's camera to every client, not only to
+    the one that shares it.
     """
 
     host: str = "127.0.0.1"
@@ -117,6 +170,13 @@ class ServerConfig:
     queue_size: int = 64
     max_message_bytes: int = wire.MAX_MESSAGE_BYTES
     ice_hosts: tuple[str, ...] = ("127.0.0.1",)
+    allowed_hosts: tuple[str, ...] = ()
+    max_pending_classify: int = 4
+    image_limits: ImageLimits = DEFAULT_LIMITS
+    ice_timeout_s: float = 15.0
+    max_peers: int = 32
+    max_peers_per_client: int = 4
+    share_cameras: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.port, int) or isinstance(self.port, bool) or not 0 <= self.port <= 65535:
@@ -132,6 +192,12 @@ class ServerConfig:
             raise ConfigError(f"queue_size = {self.queue_size!r}; expected an integer >= 1")
         if not isinstance(self.max_message_bytes, int) or self.max_message_bytes < 1024:
             raise ConfigError(f"max_message_bytes = {self.max_message_bytes!r}; expected an integer >= 1024")
+        for key in ("max_pending_classify", "max_peers", "max_peers_per_client"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"server.{key} = {value!r}; expected an integer >= 1")
+        if not 0.1 <= self.ice_timeout_s <= 3600:  # also refuses nan
+            raise ConfigError(f"server.ice_timeout_s = {self.ice_timeout_s!r}; expected seconds in 0.1..3600")
         for origin in self.allowed_origins:
             if not isinstance(origin, str) or not origin.startswith(("http://", "https://")):
                 raise ConfigError(
@@ -139,6 +205,7 @@ class ServerConfig:
                 )
         object.__setattr__(self, "web_dir", Path(self.web_dir))
         object.__setattr__(self, "allowed_origins", tuple(_normal_origin(o) for o in self.allowed_origins))
+        object.__setattr__(self, "allowed_hosts", tuple(h.strip().lower() for h in self.allowed_hosts))
 
 
 def _response(status: int, body: bytes, content_type: str, extra: dict[str, str] | None = None) -> Response:
@@ -237,45 +304,66 @@ def render_metrics(streams: list[dict[str, Any]], *, clients: int, ws_dropped: i
 # --- classify requests ----------------------------------------------------------------------------
 
 
-def _classify_records(classifier: Classifier, lock: threading.Lock, request: wire.Classify) -> list[dict[str, Any]]:
-    """Answer each record of ``request``, in order; runs on a worker thread."""
+def _classify_records(
+    classifier: Classifier, request: wire.Classify, limits: ImageLimits = DEFAULT_LIMITS
+) -> list[dict[str, Any]]:
+    """Answer each record of ``request``, in order; runs on the classify thread.
+
+    A record that cannot be answered gets an ``error`` of its own; the others still are.
+    """
     answers: list[dict[str, Any]] = []
-    with lock:
-        for index, record in enumerate(request.records):
-            if record.image is None:
-                answers.append({"error": record.error or f"record {index}: no image"})
-                continue
-            start = time.perf_counter()
-            try:
-                result = classifier.process([decode_image(record.image, f"record {index}")])[0]
-            except ImageError as exc:
-                answers.append({"error": str(exc)})
-                continue
-            except StreamerError as exc:
-                answers.append({"error": f"record {index}: {exc}"})
-                continue
-            except Exception:
-                log.warning("classify request %r, record %d failed", request.id, index, exc_info=True)
-                answers.append({"error": f"record {index}: classification failed"})
-                continue
-            classes = result.classes
-            best = classes[0] if classes else None
-            answer: dict[str, Any] = {
-                "best_label": (
-                    None
-                    if best is None
-                    else {"class_id": best.class_id, "name": best.name, "confidence": round(best.confidence, 6)}
-                ),
-                "labels": [c.to_dict() for c in classes[: request.top_k]],
-            }
-            if classifier.detector is not None:
-                answer["objects"] = [o.to_dict() for o in result.objects]
-            answer["processing_ms"] = round((time.perf_counter() - start) * 1e3, 3)
-            answers.append(answer)
+    for index, record in enumerate(request.records):
+        if record.image is None:
+            answers.append({"error": record.error or f"record {index}: no image"})
+            continue
+        start = time.perf_counter()
+        try:
+            result = classifier.process([decode_image(record.image, f"record {index}", limits=limits)])[0]
+        except ImageError as exc:
+            answers.append({"error": str(exc)})
+            continue
+        except StreamerError as exc:
+            answers.append({"error": f"record {index}: {exc}"})
+            continue
+        except Exception:
+            log.warning("classify request %r, record %d failed", request.id, index, exc_info=True)
+            answers.append({"error": f"record {index}: classification failed"})
+            continue
+        classes = result.classes
+        best = classes[0] if classes else None
+        answer: dict[str, Any] = {
+            "best_label": (
+                None
+                if best is None
+                else {"class_id": best.class_id, "name": best.name, "confidence": round(best.confidence, 6)}
+            ),
+            "labels": [c.to_dict() for c in classes[: request.top_k]],
+        }
+        if classifier.detector is not None:
+            answer["objects"] = [o.to_dict() for o in result.objects]
+        answer["processing_ms"] = round((time.perf_counter() - start) * 1e3, 3)
+        answers.append(answer)
     return answers
 
 
 # --- the server -----------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Connection:
+    """One WebSocket: its queue of results, its WebRTC peers, the cameras it shares."""
+
+    client: Client
+    remote: object
+    peers: set[RTCPeerConnection] = field(default_factory=set)
+    cameras: set[str] = field(default_factory=set)
+    complained: bool = False  # a bad message from it has been logged
+
+    def complain(self, text: str) -> None:
+        """Log the first bad message of this connection; later ones are answered, not logged."""
+        if not self.complained:
+            self.complained = True
+            log.info("WebSocket %s sent a bad message (%s); later ones are answered but not logged", self.remote, text)
 
 
 class StreamerServer:
@@ -285,6 +373,7 @@ class StreamerServer:
     ``unavailable`` error). ``stats`` gives the pipeline's per-stream stats
     (``Pipeline.stats``). ``provider`` names the execution provider for
     ``/metrics`` (``None``: the classifier's, else ``unknown``).
+    ``add_source`` and ``remove_source`` let browsers share their cameras.
     """
 
     def __init__(
@@ -303,7 +392,8 @@ class StreamerServer:
         if provider is None:
             provider = classifier.provider if classifier is not None else "unknown"
         self.provider = provider
-        self._classify_lock = threading.Lock()
+        self._classify_pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._classify_pending = 0  # requests running or waiting; touched on the event loop only
         self._hub: Hub | None = None
         self._server: Server | None = None
         self._port = self.config.port
@@ -311,7 +401,9 @@ class StreamerServer:
         self._web_root = self.config.web_dir.resolve()
         self._tracks: dict[str, set[FrameTrack]] = {}  # per stream, the WebRTC tracks watching it
         self._tracks_lock = threading.Lock()
-        self._peers: set[Any] = set()  # open RTCPeerConnections, closed on stop
+        self._peers: dict[RTCPeerConnection, _Connection] = {}  # every open peer connection and its owner
+        self._closers: dict[RTCPeerConnection, list[Callable[[], None]]] = {}  # what to undo when each closes
+        self._tasks: set[asyncio.Task[None]] = set()  # ICE timeouts and peer closes in flight
         self._add_source, self._remove_source = add_source, remove_source
         self._cameras = 0
 
@@ -322,6 +414,7 @@ class StreamerServer:
         if self._server is not None:
             raise RuntimeError("this server is already started")
         self._hub = Hub(asyncio.get_running_loop(), queue_size=self.config.queue_size)
+        self._classify_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="classify")
         self._server = await serve(
             self._handler,
             self.config.host,
@@ -336,14 +429,18 @@ class StreamerServer:
         log.debug("serving on %s", self.url)
 
     async def stop(self) -> None:
-        """Close every connection (1001 going away) and stop listening."""
+        """Close every connection (1001 going away) and peer, and stop listening."""
         server, self._server = self._server, None
-        peers, self._peers = self._peers, set()
-        await asyncio.gather(*(peer.close() for peer in peers), return_exceptions=True)
-        if server is None:
-            return
-        server.close()
-        await server.wait_closed()
+        await asyncio.gather(*(self._close_peer(peer) for peer in list(self._peers)), return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+        pool, self._classify_pool = self._classify_pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     async def __aenter__(self) -> StreamerServer:
         await self.start()
@@ -369,6 +466,11 @@ class StreamerServer:
             raise RuntimeError("the server is not started; await server.start() first")
         return self._hub
 
+    @property
+    def peer_count(self) -> int:
+        """Open WebRTC peer connections."""
+        return len(self._peers)
+
     def publish_result(self, result: FrameResult) -> None:
         """Send ``result`` to every client subscribed to its stream; safe from any thread, never blocks."""
         hub = self.hub
@@ -385,69 +487,157 @@ class StreamerServer:
         for track in tracks:
             track.push(image, pts_ms)
 
-    async def _watch(self, offer: wire.Offer, client: Client) -> str:
+    def stats(self, client: Client | None = None) -> list[dict[str, Any]]:
+        """The streams ``client`` may see: all but the cameras other clients share (``None``: no camera)."""
+        private = self._hub.private if self._hub is not None else {}
+        return [row for row in self._stats() if private.get(str(row.get("stream"))) in (None, client)]
+
+    # WebRTC
+
+    def _peer_refused(self, connection: _Connection) -> str | None:
+        """Why another peer connection is refused now, or ``None``."""
+        if len(connection.peers) >= self.config.max_peers_per_client:
+            return (
+                f"this connection already has {len(connection.peers)} WebRTC peer connections, the most one "
+                "client may have; close one first"
+            )
+        if len(self._peers) >= self.config.max_peers:
+            return f"the server already has {len(self._peers)} WebRTC peer connections, its limit; try again later"
+        return None
+
+    def _adopt(self, peer: RTCPeerConnection, connection: _Connection, on_close: Callable[[], None]) -> None:
+        """Own ``peer``: closed with its WebSocket, when its connection fails, or if ICE has not
+        connected within ``ice_timeout_s``; ``on_close`` then runs once."""
+        self._peers[peer] = connection
+        connection.peers.add(peer)
+        closers: list[Callable[[], None]] = [on_close]
+        self._closers[peer] = closers
+
+        @peer.on("connectionstatechange")  # type: ignore[untyped-decorator]
+        async def _state() -> None:
+            if peer.connectionState in ("failed", "closed"):
+                await self._close_peer(peer)
+
+        async def expire() -> None:
+            await asyncio.sleep(self.config.ice_timeout_s)
+            if peer.connectionState != "connected":
+                timeout = self.config.ice_timeout_s
+                log.info("WebRTC peer of %s did not connect within %.1f s; closed", connection.remote, timeout)
+                await self._close_peer(peer)
+
+        timer = self._spawn(expire())
+
+        def stop_timer() -> None:
+            if timer is not asyncio.current_task():  # not from inside the timer itself
+                timer.cancel()
+
+        closers.append(stop_timer)
+
+    def _spawn(self, coroutine: Any) -> asyncio.Task[None]:
+        """Run ``coroutine`` as a task the server keeps until it ends (cancelled by :meth:`stop`)."""
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _close_peer(self, peer: RTCPeerConnection) -> None:
+        """Forget ``peer``, run its cleanup and close it; a second call does nothing."""
+        connection = self._peers.pop(peer, None)
+        closers = self._closers.pop(peer, [])
+        if connection is not None:
+            connection.peers.discard(peer)
+        for close in closers:
+            try:
+                close()
+            except Exception:
+                log.warning("closing a WebRTC peer's stream failed", exc_info=True)
+        await peer.close()
+
+    async def _watch(self, offer: wire.Offer, connection: _Connection) -> str:
         """Answer a browser's offer to watch ``offer.stream`` with a track fed by :meth:`publish_frame`.
 
         When the first frame leaves, the client gets ``video_start`` with its ``pts_ms``: the first RTP
         timestamp the browser sees stands for it.
         """
+        client = connection.client
         stream = offer.stream or ""
-        known = {str(row.get("stream")) for row in self._stats()}
+        known = {str(row.get("stream")) for row in self.stats(client)}
         if stream not in known:
             return wire.error(wire.WireError("unknown_stream", f"no stream {stream!r}; streams: {sorted(known)}"))
+        refused = self._peer_refused(connection)
+        if refused is not None:
+            return wire.error(wire.WireError("too_many_peers", refused))
+        check_offer(offer.sdp, send_video=True)
         track = FrameTrack(
             on_first=lambda pts_ms: client.offer(wire.encode("video_start", stream=stream, pts_ms=pts_ms), None)
         )
         try:
             peer, sdp = await answer_offer(offer.sdp, track, host_addresses=list(self.config.ice_hosts))
-        except Exception as exc:  # aiortc raises plain ValueError/RuntimeError on a bad SDP
+        except Exception as exc:
             track.stop()
-            return wire.error(wire.WireError("bad_offer", f"cannot answer this WebRTC offer: {exc}"[:300]))
+            return self._unanswerable(exc)
         with self._tracks_lock:
             self._tracks.setdefault(stream, set()).add(track)
-        self._peers.add(peer)
 
-        @peer.on("connectionstatechange")  # type: ignore[untyped-decorator]
-        async def _state() -> None:
-            if peer.connectionState in ("failed", "closed"):
-                with self._tracks_lock:
-                    self._tracks.get(stream, set()).discard(track)
-                track.stop()
-                self._peers.discard(peer)
-                await peer.close()
+        def unwatch() -> None:
+            with self._tracks_lock:
+                self._tracks.get(stream, set()).discard(track)
+            track.stop()
 
+        self._adopt(peer, connection, unwatch)
         return wire.encode("answer", stream=stream, sdp=sdp)
 
-    async def _camera(self, offer: wire.Offer, client: Client) -> str:
-        """Receive the browser's camera as a new live stream; this client gets its results."""
+    async def _camera(self, offer: wire.Offer, connection: _Connection) -> str:
+        """Receive the browser's camera as a new live stream, seen only by this client (unless
+        ``share_cameras``); it ends when the peer or the WebSocket closes."""
         add, remove = self._add_source, self._remove_source
         if add is None or remove is None:
             return wire.error(wire.WireError("unsupported", "this server classifies no browser cameras"))
+        refused = self._peer_refused(connection)
+        if refused is not None:
+            return wire.error(wire.WireError("too_many_peers", refused))
+        check_offer(offer.sdp, receive_video=True)
+        client = connection.client
         self._cameras += 1
         stream = f"browser-{self._cameras}"
         loop = asyncio.get_running_loop()
+        added: list[str] = []
 
         def on_track(track: MediaStreamTrack) -> None:
+            if added:  # one camera per offer
+                return
+            if not self.config.share_cameras:
+                self.hub.private[stream] = client
             add(TrackSource(stream, track, loop))
+            added.append(stream)
+            connection.cameras.add(stream)
+
+        def end_camera() -> None:
+            self.hub.private.pop(stream, None)
+            connection.cameras.discard(stream)
+            if added:
+                self._spawn(asyncio.to_thread(remove, stream))
 
         try:
             peer, sdp = await answer_offer(
                 offer.sdp, None, host_addresses=list(self.config.ice_hosts), on_track=on_track
             )
-        except Exception as exc:  # aiortc raises plain ValueError/RuntimeError on a bad SDP
-            return wire.error(wire.WireError("bad_offer", f"cannot answer this WebRTC offer: {exc}"[:300]))
-        self._peers.add(peer)
+        except Exception as exc:
+            end_camera()
+            return self._unanswerable(exc)
         if client.streams is not None:  # None already means every stream, this one included
             client.streams |= {stream}
-
-        @peer.on("connectionstatechange")  # type: ignore[untyped-decorator]
-        async def _state() -> None:
-            if peer.connectionState in ("failed", "closed"):
-                self._peers.discard(peer)
-                await asyncio.to_thread(remove, stream)
-                await peer.close()
-
+        self._adopt(peer, connection, end_camera)
         return wire.encode("answer", stream=stream, sdp=sdp)
+
+    @staticmethod
+    def _unanswerable(exc: Exception) -> str:
+        """The error for an offer that passed :func:`check_offer` yet could not be answered."""
+        if isinstance(exc, OSError):
+            log.warning("cannot answer a WebRTC offer: %s", exc)
+            return wire.error(wire.WireError("unavailable", "the server cannot open a port for WebRTC now"))
+        log.info("a WebRTC offer could not be answered: %s: %s", type(exc).__name__, exc)
+        return wire.error(wire.WireError("bad_offer", "bad WebRTC offer: it describes no media this server can use"))
 
     def ws_dropped(self) -> int:
         """Results dropped so far for clients that read too slowly."""
@@ -456,22 +646,47 @@ class StreamerServer:
 
     # HTTP
 
-    def _authorized(self, request: Request, query: str) -> bool:
+    def _token(self, request: Request, query: str) -> bool | None:
+        """Whether the request carries the token: ``None`` if it offers more than one."""
         token = self.config.token
-        if token is None:
-            return True
-        expected = token.encode()
-        offered: list[str] = parse_qs(query).get("token", [])
         try:
             authorization = request.headers.get("Authorization")
         except MultipleValuesError:
-            return False
+            return None
+        offered: list[str] = parse_qs(query, keep_blank_values=True, max_num_fields=64).get("token", [])
         if authorization and authorization[:7].lower() == "bearer ":
             offered.append(authorization[7:].strip())
-        ok = False
-        for candidate in offered:
-            ok |= hmac.compare_digest(candidate.encode(), expected)
-        return ok
+        if len(offered) > 1:
+            return None
+        if token is None:
+            return True
+        return len(offered) == 1 and hmac.compare_digest(offered[0].encode(), token.encode())
+
+    def _authorize(self, request: Request, query: str) -> Response | None:
+        """``None`` if the request may go on, else the response refusing it."""
+        try:
+            verdict = self._token(request, query)
+        except ValueError:  # parse_qs: more than max_num_fields fields
+            verdict = None
+        if verdict is None:
+            return _text(400, "bad request: give the token once, as ?token= or Authorization: Bearer\n")
+        if not verdict:
+            return _text(401, "unauthorized: pass the server's token\n")
+        return None
+
+    def _host_refused(self, request: Request) -> Response | None:
+        try:
+            hosts = request.headers.get_all("Host")
+        except ValueError:
+            hosts = []
+        if len(hosts) == 1 and host_allowed(hosts[0], self.config.host, self.config.allowed_hosts):
+            return None
+        shown = hosts[0][:100] if len(hosts) == 1 else f"{len(hosts)} Host headers"
+        return _text(
+            400,
+            f"bad request: Host {shown!r} is not this server's address; to reach it under another name, "
+            "add that name to server.allowed_hosts\n",
+        )
 
     def _origin_allowed(self, request: Request) -> bool:
         origins = request.headers.get_all("Origin")
@@ -497,12 +712,16 @@ class StreamerServer:
         head = request.method == "HEAD"
         if request.method not in ("GET", "HEAD"):
             return _text(405, "only GET and HEAD\n", {"Allow": "GET, HEAD"})
+        refused = self._host_refused(request)
+        if refused is not None:
+            return refused
         response: Response | None
         if raw_path == "/ws":
             if head:
                 return _text(405, "the WebSocket needs GET\n", {"Allow": "GET"})
-            if not self._authorized(request, query):
-                return _text(401, "unauthorized: pass the server's token\n")
+            refused = self._authorize(request, query)
+            if refused is not None:
+                return refused
             if not self._origin_allowed(request):
                 log.warning("WebSocket from %s refused: Origin not allowed", connection.remote_address)
                 return _text(403, "forbidden: this Origin is not allowed\n")
@@ -510,18 +729,19 @@ class StreamerServer:
         if raw_path == "/healthz":
             response = _text(200, "ok\n")
         elif raw_path == "/metrics" or raw_path.startswith("/api/"):
-            if not self._authorized(request, query):
-                return _text(401, "unauthorized: pass the server's token\n")
+            refused = self._authorize(request, query)
+            if refused is not None:
+                return refused
             if raw_path == "/metrics":
                 text = render_metrics(
-                    self._stats(),
+                    self.stats(),
                     clients=len(self._hub.clients) if self._hub else 0,
                     ws_dropped=self.ws_dropped(),
                     provider=self.provider,
                 )
                 response = _response(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
             elif raw_path == "/api/streams":
-                body = json.dumps(self._stats(), separators=(",", ":")).encode()
+                body = json.dumps(self.stats(), separators=(",", ":")).encode()
                 response = _response(200, body, "application/json")
             else:
                 return _text(404, "not found\n")
@@ -566,15 +786,15 @@ class StreamerServer:
 
     async def _handler(self, ws: ServerConnection) -> None:
         hub = self.hub
-        client = hub.connect()
-        peer = ws.remote_address
-        log.debug("WebSocket %s open", peer)
+        connection = _Connection(hub.connect(), ws.remote_address)
+        client = connection.client
+        log.debug("WebSocket %s open", connection.remote)
         sender: asyncio.Task[None] | None = None
         try:
-            await ws.send(wire.encode("hello", version=wire.VERSION, streams=self._stats()))
+            await ws.send(wire.encode("hello", version=wire.VERSION, streams=self.stats(client)))
             sender = asyncio.create_task(self._send_results(ws, client))
             async for message in ws:
-                reply = await self._answer(message, client)
+                reply = await self._answer(message, connection)
                 if reply is not None:
                     await ws.send(reply)
         except ConnectionClosed:
@@ -582,6 +802,7 @@ class StreamerServer:
         finally:
             hub.disconnect(client)
             self._dropped_gone += client.dropped
+            await asyncio.gather(*(self._close_peer(peer) for peer in list(connection.peers)), return_exceptions=True)
             if sender is not None:
                 sender.cancel()
                 try:
@@ -589,8 +810,8 @@ class StreamerServer:
                 except asyncio.CancelledError:
                     pass
                 except Exception:
-                    log.warning("WebSocket %s: the sender failed", peer, exc_info=True)
-            log.debug("WebSocket %s closed (code %s, %d dropped)", peer, ws.close_code, client.dropped)
+                    log.warning("WebSocket %s: the sender failed", connection.remote, exc_info=True)
+            log.debug("WebSocket %s closed (code %s, %d dropped)", connection.remote, ws.close_code, client.dropped)
 
     async def _send_results(self, ws: ServerConnection, client: Client) -> None:
         try:
@@ -599,23 +820,51 @@ class StreamerServer:
         except ConnectionClosed:
             return
 
-    async def _answer(self, message: str | bytes, client: Client) -> str | None:
+    async def _answer(self, message: str | bytes, connection: _Connection) -> str | None:
+        """The reply to one client message (``None``: no reply); a bad message gets an ``error``."""
         try:
-            request = wire.decode(message)
+            return await self._dispatch(message, connection)
         except wire.WireError as exc:
+            connection.complain(f"{exc.code}: {str(exc)[:120]}")
             return wire.error(exc)
+        except Exception as exc:  # a bug of ours: the client gets one line, the log one traceback per connection
+            if not connection.complained:
+                log.warning("WebSocket %s: a message could not be handled", connection.remote, exc_info=True)
+            connection.complained = True
+            return wire.error(
+                wire.WireError("internal", f"the server could not handle this message ({type(exc).__name__})")
+            )
+
+    async def _dispatch(self, message: str | bytes, connection: _Connection) -> str | None:
+        request = wire.decode(message)
+        client = connection.client
         if isinstance(request, wire.Ping):
             return wire.encode("pong")
         if isinstance(request, wire.Subscribe):
             client.streams = None if request.streams is None else frozenset(request.streams)
             return None
         if isinstance(request, wire.Classify):
-            if self.classifier is None:
-                return wire.error(
-                    wire.WireError("unavailable", "this server has no classifier for classify requests", request.id)
-                )
-            records = await asyncio.to_thread(_classify_records, self.classifier, self._classify_lock, request)
-            return wire.encode("classified", id=request.id, records=records)
+            return await self._classify(request)
         if request.stream is None:
-            return await self._camera(request, client)
-        return await self._watch(request, client)
+            return await self._camera(request, connection)
+        return await self._watch(request, connection)
+
+    async def _classify(self, request: wire.Classify) -> str:
+        """Answer a classify request on the classify thread, or ``busy`` when enough are waiting."""
+        pool = self._classify_pool
+        if self.classifier is None or pool is None:
+            raise wire.WireError("unavailable", "this server has no classifier for classify requests", request.id)
+        if self._classify_pending >= self.config.max_pending_classify:
+            raise wire.WireError(
+                "busy",
+                f"{self._classify_pending} classify requests are already waiting; send this one again later",
+                request.id,
+            )
+        self._classify_pending += 1
+        try:
+            records = await asyncio.get_running_loop().run_in_executor(
+                pool, _classify_records, self.classifier, request, self.config.image_limits
+            )
+        finally:
+            self._classify_pending -= 1
+        return wire.encode("classified", id=request.id, records=records)

@@ -1,7 +1,8 @@
 """The hub: fans results out to every connected client, each through its own bounded queue.
 
 A slow client loses its oldest messages (counted in ``dropped``); the
-server's memory and the other clients do not suffer. :meth:`Hub.publish`
+server's memory and the other clients do not suffer. A stream in
+``private`` (a browser's camera) reaches only the client it maps to. :meth:`Hub.publish`
 may be called from any thread (the pipeline's dispatcher); the queues live
 on the asyncio loop the hub was created on. Call order::
 
@@ -56,6 +57,7 @@ class Hub:
         self._loop = loop
         self.queue_size = queue_size
         self.clients: set[Client] = set()
+        self.private: dict[str, Client] = {}  # stream -> the one client that may see it
 
     def connect(self) -> Client:
         client = Client(self.queue_size)
@@ -79,5 +81,10 @@ class Hub:
             self._loop.call_soon_threadsafe(self._fan_out, text, stream)
 
     def _fan_out(self, text: str, stream: str | None) -> None:
+        owner = self.private.get(stream) if stream is not None else None
+        if owner is not None:
+            if owner in self.clients:
+                owner.offer(text, stream)
+            return
         for client in list(self.clients):
             client.offer(text, stream)

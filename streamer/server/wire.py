@@ -143,7 +143,7 @@ def decode(data: str | bytes) -> ClientMessage:
         raise WireError("too_large", f"message of {len(data)} characters is over {MAX_MESSAGE_BYTES}")
     try:
         parsed = json.loads(data)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError: JSONDecodeError, or a number over 4,300 digits
         raise WireError("bad_json", f"not JSON: {exc}"[:200]) from None
     if not isinstance(parsed, dict):
         raise WireError("bad_message", f"a message must be a JSON object, got {type(parsed).__name__}")

@@ -29,7 +29,7 @@ from websockets.typing import Origin
 from streamer.errors import ConfigError
 from streamer.results import Category, FrameResult
 from streamer.server import wire
-from streamer.server.app import WEB_DIR, ServerConfig, StreamerServer
+from streamer.server.app import WEB_DIR, ServerConfig, StreamerServer, host_allowed
 from streamer.tasks import Classifier, ClassifierOptions
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
@@ -301,6 +301,77 @@ def test_token_guards_ws_api_and_metrics_only(tmp_path: Path) -> None:
                 async with connect(ws_url(server, query), additional_headers=headers, open_timeout=5) as ws:
                     hello = await receive(ws)
                     assert hello == {"type": "hello", "version": wire.VERSION, "streams": STREAMS}
+
+    run(main)
+
+
+def test_exactly_one_token_is_taken(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with StreamerServer(ServerConfig(port=0, token=TOKEN), stats=two_streams) as server:
+            bearer = {"Authorization": f"Bearer {TOKEN}"}
+            for query, headers in (
+                (f"?token=wrong&token={TOKEN}", {}),
+                ("?" + "&".join(["token=x"] * 599 + [f"token={TOKEN}"]), {}),
+                (f"?token={TOKEN}", bearer),
+                (f"?token={TOKEN}&token={TOKEN}", {}),
+            ):
+                status, _, body = await fetch(server, "/api/streams" + query, headers=headers)
+                assert status == 400 and b"give the token once" in body, query[:40]
+            assert (await fetch(server, f"/api/streams?token={TOKEN}"))[0] == 200
+            with pytest.raises(InvalidStatus) as refused:
+                async with connect(ws_url(server, f"?token={TOKEN}&token=x"), open_timeout=5):
+                    pass
+            assert refused.value.response.status_code == 400
+
+    run(main)
+
+
+@pytest.mark.parametrize(
+    ("host", "bind", "allowed", "ok"),
+    [
+        ("127.0.0.1:8080", "127.0.0.1", (), True),
+        ("localhost:8080", "127.0.0.1", (), True),
+        ("LOCALHOST", "127.0.0.1", (), True),
+        ("[::1]:8080", "127.0.0.1", (), True),
+        ("127.0.0.2", "127.0.0.1", (), True),
+        ("evil.example", "127.0.0.1", (), False),
+        ("evil.example:8080", "127.0.0.1", (), False),
+        ("127.0.0.1.evil.example", "127.0.0.1", (), False),
+        ("", "127.0.0.1", (), False),
+        ("cam.example:8080", "127.0.0.1", ("cam.example",), True),
+        ("other.example", "127.0.0.1", ("*",), True),
+        ("192.168.1.5:8080", "0.0.0.0", (), True),
+        ("nas.local", "0.0.0.0", (), False),
+        ("192.168.1.5", "192.168.1.5", (), True),
+        ("192.168.1.6", "192.168.1.5", (), False),
+        ("localhost", "192.168.1.5", (), False),
+        ("cam.example", "cam.example", (), True),
+        ("a b", "127.0.0.1", (), False),
+        ("[::1", "127.0.0.1", (), False),
+    ],
+)
+def test_host_allowed(host: str, bind: str, allowed: tuple[str, ...], ok: bool) -> None:
+    assert host_allowed(host, bind, allowed) is ok
+
+
+def test_a_rebinding_host_gets_nothing(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with StreamerServer(ServerConfig(port=0, allowed_hosts=("cam.example",)), stats=two_streams) as server:
+            port = urlsplit(server.url).port
+            for path in ("/", "/index.html", "/healthz", "/api/streams", "/metrics", "/ws"):
+                status, _, body = await fetch(server, path, headers={"Host": "evil.example"})
+                assert status == 400 and b"server.allowed_hosts" in body, path
+                assert (await fetch(server, path, headers={"Host": f"cam.example:{port}"}))[0] != 400, path
+            with pytest.raises(InvalidStatus) as refused:
+                headers = {"Host": f"evil.example:{port}"}
+                async with connect(
+                    ws_url(server),
+                    origin=Origin(f"http://evil.example:{port}"),
+                    additional_headers=headers,
+                    open_timeout=5,
+                ):
+                    pass
+            assert refused.value.response.status_code == 400
 
     run(main)
 

@@ -71,7 +71,7 @@ def test_a_browser_style_client_watches_a_stream_and_gets_its_frames() -> None:
     ("offer", "code", "text"),
     [
         ({"stream": "garage", "sdp": "v=0"}, "unknown_stream", "no stream 'garage'; streams: ['cam']"),
-        ({"stream": "cam", "sdp": "not sdp at all"}, "bad_offer", "cannot answer this WebRTC offer"),
+        ({"stream": "cam", "sdp": "not sdp at all"}, "bad_offer", "it does not begin with the line 'v=0'"),
         ({"stream": None, "sdp": "v=0"}, "unsupported", "this server classifies no browser cameras"),
     ],
 )
@@ -130,19 +130,36 @@ def test_the_browser_camera_is_classified_and_results_come_back() -> None:
         client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         results: list[dict[str, object]] = []
         try:
-            async with server, asyncio.timeout(30), connect(server.url.replace("http", "ws") + "ws") as ws:
-                await ws.recv()  # hello
-                client.addTrack(camera)
-                await gather_host_candidates(client, ["127.0.0.1"])
-                await client.setLocalDescription(await client.createOffer())
-                await ws.send(json.dumps({"type": "offer", "stream": None, "sdp": client.localDescription.sdp}))
-                answer = json.loads(await ws.recv())
-                assert answer["type"] == "answer" and answer["stream"] == "browser-1", answer
-                await client.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
-                while len(results) < 5:
-                    message = json.loads(await ws.recv())
-                    if message["type"] == "result":
-                        results.append(message["result"])
+            async with server, asyncio.timeout(30):
+                ws_url = server.url.replace("http", "ws") + "ws"
+                async with connect(ws_url) as ws, connect(ws_url) as other:
+                    await ws.recv()  # hello
+                    await other.recv()
+                    client.addTrack(camera)
+                    await gather_host_candidates(client, ["127.0.0.1"])
+                    await client.setLocalDescription(await client.createOffer())
+                    await ws.send(json.dumps({"type": "offer", "stream": None, "sdp": client.localDescription.sdp}))
+                    answer = json.loads(await ws.recv())
+                    assert answer["type"] == "answer" and answer["stream"] == "browser-1", answer
+                    await client.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+                    while len(results) < 5:
+                        message = json.loads(await ws.recv())
+                        if message["type"] == "result":
+                            results.append(message["result"])
+                    # the camera is private to the connection that shares it
+                    assert [row["stream"] for row in pipeline.stats()] == ["browser-1"]
+                    assert server.stats() == [] and server.stats(server.hub.private["browser-1"]) != []
+                    async with connect(ws_url) as late:
+                        assert json.loads(await late.recv())["streams"] == []
+                    await other.send(json.dumps({"type": "offer", "stream": "browser-1", "sdp": "v=0"}))
+                    refused = json.loads(await other.recv())
+                    assert refused["type"] == "error" and refused["code"] == "unknown_stream", refused
+                    await other.send('{"type": "ping"}')
+                    assert json.loads(await other.recv()) == {"type": "pong"}, "and no result of browser-1"
+                # its stream ends with the WebSocket that shared it
+                async with asyncio.timeout(10):
+                    while pipeline.stats() or server.peer_count:
+                        await asyncio.sleep(0.05)
         finally:
             stop.set()
             filming.join(5)
@@ -154,3 +171,44 @@ def test_the_browser_camera_is_classified_and_results_come_back() -> None:
     assert all(r["stream"] == "browser-1" for r in results)
     names = {c["name"] for r in results for c in r["classes"][:2]}  # type: ignore[index, union-attr]
     assert names & {"espresso", "cup", "coffee mug"}, names
+
+
+def test_peers_that_never_connect_are_capped_and_closed() -> None:
+    """Offers whose ICE never completes: at most max_peers_per_client at once; each closed after the ICE timeout,
+    and all of a connection's peers closed with it."""
+
+    async def offer_sdp() -> str:
+        client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        sdp = await _offer(client)
+        await client.close()  # nobody will ever answer the server's checks
+        return "\r\n".join(line for line in sdp.split("\r\n") if line != "a=end-of-candidates")
+
+    async def main() -> None:
+        config = ServerConfig(port=0, ice_timeout_s=1.0, max_peers_per_client=2, max_peers=3)
+        async with StreamerServer(config, stats=_stats) as server, asyncio.timeout(30):
+            url = server.url.replace("http", "ws") + "ws"
+            offer = json.dumps({"type": "offer", "stream": "cam", "sdp": await offer_sdp()})
+            async with connect(url) as first, connect(url) as second:
+                for ws in (first, second):
+                    await ws.recv()
+                codes = []
+                for ws in (first, first, first, second, second):
+                    await ws.send(offer)
+                    reply = json.loads(await ws.recv())
+                    codes.append(reply.get("code", reply["type"]))
+                assert codes == ["answer", "answer", "too_many_peers", "answer", "too_many_peers"]
+                assert server.peer_count == 3
+                while server.peer_count:  # the ICE timeout closes them
+                    await asyncio.sleep(0.05)
+        patient = ServerConfig(port=0, ice_timeout_s=3600)
+        async with StreamerServer(patient, stats=_stats) as server, asyncio.timeout(30):
+            async with connect(server.url.replace("http", "ws") + "ws") as ws:
+                await ws.recv()
+                for _ in range(2):
+                    await ws.send(offer)
+                    assert json.loads(await ws.recv())["type"] == "answer"
+                assert server.peer_count == 2
+            while server.peer_count:  # closed with their WebSocket, long before the ICE timeout
+                await asyncio.sleep(0.05)
+
+    asyncio.run(main())
