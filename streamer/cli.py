@@ -22,25 +22,34 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
+import math
+import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import cv2
 
 from streamer.annotation import command as annotation
 from streamer.config import Config, load_config
-from streamer.errors import ImageError, StreamerError
+from streamer.errors import ConfigError, ImageError, StreamerError
 from streamer.evaluation import command as evaluation
+from streamer.files import atomic_path, check_outputs
+from streamer.interrupts import terminate_as_interrupt
 from streamer.models import zoo
+from streamer.models.engine import cuda_status
 from streamer.pipeline.pipeline import Pipeline
 from streamer.results import FrameResult
 from streamer.server.app import ServerConfig, StreamerServer
 from streamer.sinks.jsonl import JsonlWriter
-from streamer.sources import SourceState, open_source
+from streamer.sources import SourceState, open_sources
 from streamer.sources.images import read_image
 from streamer.tasks import STAGES, Classifier
 from streamer.vision.draw import draw_result, object_label
@@ -48,6 +57,9 @@ from streamer.vision.draw import draw_result, object_label
 __all__ = ["main"]
 
 log = logging.getLogger("streamer")
+
+#: the status of a command whose standard output was closed by its reader: 128 + SIGPIPE, as a shell shows it
+EXIT_STDOUT_CLOSED = 141
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -80,16 +92,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     draw.add_argument("image", type=Path, metavar="IMAGE")
     draw.add_argument("-o", "--output", type=Path, required=True, help="where to write the picture (PNG, JPEG)")
+    draw.add_argument("--force", action="store_true", help="replace the picture if it exists")
 
     run = commands.add_parser("run", parents=[common, stages], help="classify video files, cameras and streams")
     run.add_argument("sources", nargs="+", metavar="SOURCE", help="video file, rtsp:// or http(s):// URL, camera 0")
-    run.add_argument("--jsonl", type=Path, help="write results as JSON lines here (default: stdout)")
+    run.add_argument(
+        "--jsonl",
+        type=Path,
+        help="write results as JSON lines here (default: stdout); written beside it and moved into place when "
+        "the run ends (also on Ctrl-C or SIGTERM), so the file is always whole",
+    )
+    writing = run.add_mutually_exclusive_group()
+    writing.add_argument("--force", action="store_true", help="replace the --jsonl file if it exists")
+    writing.add_argument(
+        "--append", action="store_true", help="add to the end of the --jsonl file, line by line as results come"
+    )
     run.add_argument("--realtime", action="store_true", help="play files at native speed, like cameras")
     run.add_argument("--loop", action="store_true", help="repeat files forever")
-    run.add_argument("--max-batch", type=int, default=4, help="frames per inference batch, across streams")
-    run.add_argument("--max-frame-age-ms", type=float, default=500.0, help="drop live frames older than this")
-    run.add_argument("--inference-fps", type=float, help="cap inferences per second per stream")
-    run.add_argument("--duration", type=float, help="stop after this many seconds")
+    run.add_argument("--max-batch", type=int, default=4, help="frames per inference batch, across streams (>= 1)")
+    run.add_argument("--max-frame-age-ms", type=float, default=500.0, help="drop live frames older than this (> 0 ms)")
+    run.add_argument("--inference-fps", type=float, help="cap inferences per second per stream (> 0)")
+    run.add_argument("--duration", type=float, help="stop after this many seconds (> 0)")
 
     serve = commands.add_parser("serve", parents=[common, stages], help="serve results to browsers over WebSockets")
     serve.add_argument("sources", nargs="*", metavar="SOURCE", help="video file, rtsp:// URL, camera 0")
@@ -150,12 +173,13 @@ def _table(path: Path, result: FrameResult) -> str:
 
 def _classify(args: argparse.Namespace, config: Config) -> int:
     failures = 0
+    limits = config.image_limits()
     with Classifier.create_from_options(config.classifier_options()) as classifier:
         for path in args.images:
             try:
-                result = classifier.classify(read_image(path))
-            except StreamerError as exc:
-                print(f"streamer: error: {exc}", file=sys.stderr)
+                result = classifier.classify(read_image(path, limits=limits))
+            except (StreamerError, OSError, MemoryError) as exc:  # one bad image never stops the others
+                print(f"streamer: error: {_reason(exc, path)}", file=sys.stderr)
                 failures += 1
                 continue
             if args.json:
@@ -171,40 +195,116 @@ def _classify(args: argparse.Namespace, config: Config) -> int:
     return 1 if failures else 0
 
 
+def _reason(exc: BaseException, path: Path) -> str:
+    """One line saying why ``path`` failed: our errors say it themselves; others are named."""
+    if isinstance(exc, StreamerError):
+        return str(exc)
+    if isinstance(exc, MemoryError):
+        return f"{path}: not enough memory to process it"
+    return f"{path}: {getattr(exc, 'strerror', None) or exc}"
+
+
 def _draw(args: argparse.Namespace, config: Config) -> int:
-    image = read_image(args.image)
+    output: Path = args.output
+    if not cv2.haveImageWriter(str(output)):
+        raise ConfigError(
+            f"-o {output}: OpenCV cannot write {output.suffix or 'files without a suffix'}; use .png or .jpg"
+        )
+    check_outputs([output], [args.image], force=args.force)
+    image = read_image(args.image, limits=config.image_limits())
     stages = args.stages or "cascade"  # a picture of boxes unless told otherwise
     with Classifier.create_from_options(config.classifier_options(stages=stages)) as classifier:
         result = classifier.classify(image)
     picture = cv2.cvtColor(draw_result(image, result), cv2.COLOR_RGB2BGR)
-    ok, encoded = cv2.imencode(args.output.suffix or ".png", picture)
+    try:
+        ok, encoded = cv2.imencode(output.suffix, picture)
+    except cv2.error:
+        ok = False
     if not ok:
-        raise ImageError(f"cannot encode {args.output}; use a .png or .jpg name")
-    args.output.write_bytes(encoded.tobytes())
+        raise ImageError(f"cannot encode {output}; use a .png or .jpg name")
+    try:
+        with atomic_path(output) as tmp:
+            tmp.write_bytes(encoded.tobytes())
+    except OSError as exc:
+        raise ConfigError(f"cannot write {output}: {exc.strerror or exc}") from None
     print(_table(args.image, result))
-    print(f"wrote {args.output}")
+    print(f"wrote {output}")
     return 0
 
 
-def _run(args: argparse.Namespace, config: Config) -> int:
-    sources = []
-    ids: set[str] = set()
-    for spec in args.sources:
-        source = open_source(spec, realtime=args.realtime, loop=args.loop)
-        while source.stream_id in ids:  # two sources with one name: number them
-            source.stream_id += "+"
-        ids.add(source.stream_id)
-        sources.append(source)
-    out = open(args.jsonl, "w", encoding="utf-8") if args.jsonl else sys.stdout  # noqa: SIM115
-    lossless = any(not source.live for source in sources)
+def _positive(value: float | None, flag: str, *, allow_none: bool = True) -> None:
+    """Refuse a flag's value unless it is a finite number > 0 (or absent, when ``allow_none``)."""
+    if value is None and allow_none:
+        return
+    if value is None or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{flag} {value}: expected a number > 0")
 
-    sink = JsonlWriter(out, flush=out is sys.stdout)
 
+def _check_run_options(args: argparse.Namespace) -> None:
+    if args.max_batch < 1:
+        raise ConfigError(f"--max-batch {args.max_batch}: expected an integer >= 1")
+    _positive(args.max_frame_age_ms, "--max-frame-age-ms", allow_none=False)
+    _positive(args.inference_fps, "--inference-fps")
+    _positive(args.duration, "--duration")
+    if (args.force or args.append) and args.jsonl is None:
+        raise ConfigError("--force and --append are about the --jsonl file; give --jsonl FILE too")
+
+
+class _StdoutClosed(Exception):
+    """The reader of our standard output has gone (``streamer run ... | head``)."""
+
+
+@contextlib.contextmanager
+def _results_file(args: argparse.Namespace, inputs: list[Path]) -> Iterator[TextIO]:
+    """Where ``run`` writes its JSON lines: stdout, a file made whole at the end, or a file appended to."""
+    path: Path | None = args.jsonl
+    if path is None:
+        yield sys.stdout
+        return
+    check_outputs([path], inputs, force=args.force, append=args.append)
     try:
-        with Classifier.create_from_options(config.classifier_options(stages=args.stages or config["stages"])) as model:
+        if args.append:
+            with open(path, "a", encoding="utf-8") as handle:
+                yield handle
+            return
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+            yield handle
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _wait(pipeline: Pipeline, duration: float | None, stop: threading.Event) -> None:
+    """Until every source is done, ``duration`` seconds pass, or ``stop`` is set."""
+    deadline = None if duration is None else time.monotonic() + duration
+    while not stop.is_set():
+        step = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
+        if step <= 0 or pipeline.wait(step):
+            return
+
+
+def _run(args: argparse.Namespace, config: Config) -> int:
+    _check_run_options(args)
+    sources = open_sources(args.sources, realtime=args.realtime, loop=args.loop)
+    inputs = [Path(spec) for spec in args.sources if Path(spec).exists()]
+    lossless = any(not source.live for source in sources)
+    closed = threading.Event()  # stdout's reader is gone
+
+    with _results_file(args, inputs) as out:
+        sink = JsonlWriter(out, flush=out is sys.stdout or args.append)
+
+        def deliver(result: FrameResult, frame: object) -> None:
+            if closed.is_set():
+                return
+            try:
+                sink.write(result)
+            except BrokenPipeError:
+                closed.set()
+
+        options = config.classifier_options(stages=args.stages or config["stages"])
+        with terminate_as_interrupt(), Classifier.create_from_options(options) as model:
             pipeline = Pipeline(
                 model,
-                on_result=lambda result, frame: sink.write(result),
+                on_result=deliver,
                 max_batch=args.max_batch,
                 max_frame_age_ms=args.max_frame_age_ms,
                 lossless=lossless,
@@ -213,30 +313,43 @@ def _run(args: argparse.Namespace, config: Config) -> int:
                 pipeline.add(source, inference_fps=args.inference_fps)
             pipeline.start()
             try:
-                pipeline.wait(args.duration)
+                _wait(pipeline, args.duration, closed)
             except KeyboardInterrupt:
                 log.info("stopping")
             finally:
-                pipeline.stop()
-    finally:
-        if out is not sys.stdout:
-            out.close()
+                with terminate_as_interrupt():  # a second signal while stopping changes nothing
+                    pipeline.stop()
+    if closed.is_set():
+        raise _StdoutClosed
     failed = [s.stats() for s in sources if s.state is SourceState.FAILED]
     for stats in failed:
         print(f"streamer: error: {stats.stream_id}: {stats.last_error}", file=sys.stderr)
     return 1 if failed else 0
 
 
-def _serve(args: argparse.Namespace, config: Config) -> int:
-    sources = [open_source(spec, realtime=True, loop=args.loop) for spec in args.sources]
-    server_config = ServerConfig(
+def _server_config(config: Config) -> ServerConfig:
+    return ServerConfig(
         host=config["server.host"],
         port=config["server.port"],
         token=config["token"],
         allowed_origins=tuple(config["server.allowed_origins"]),
+        allowed_hosts=tuple(config["server.allowed_hosts"]),
+        max_pending_classify=config["server.max_pending_classify"],
+        image_limits=config.image_limits(),
+        ice_timeout_s=config["server.ice_timeout_s"],
+        max_peers=config["server.max_peers"],
+        max_peers_per_client=config["server.max_peers_per_client"],
+        share_cameras=config["server.share_cameras"],
     )
+
+
+def _serve(args: argparse.Namespace, config: Config) -> int:
+    server_config = _server_config(config)
+    sources = open_sources(args.sources, realtime=True, loop=args.loop)
     stages = args.stages or config["stages"]
     with Classifier.create_from_options(config.classifier_options(stages=stages)) as model:
+        if model.provider == "CPUExecutionProvider" and config["device"] == "auto":
+            log.info("running on CPU: %s", cuda_status() or "the CUDA provider is not available")
         pipeline = Pipeline(
             model,
             on_result=lambda result, frame: server.publish_result(result),
@@ -249,13 +362,16 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
         )
 
         async def main() -> None:
+            stop = asyncio.Event()
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)  # as Ctrl-C: a clean stop
             async with server:  # logs "serving on URL"; print it too, for scripts reading stdout
                 print(f"streamer: serving on {server.url}", flush=True)
                 for source in sources:
                     pipeline.add(source)
                 pipeline.start()
                 try:
-                    await asyncio.Event().wait()
+                    await stop.wait()
+                    log.info("stopping (SIGTERM)")
                 finally:
                     await asyncio.to_thread(pipeline.stop)
 
@@ -281,9 +397,31 @@ def _models(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; an unknown flag is reported with the usage of the sub-command it was given to."""
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        owner = parser
+        for name in (args.command, getattr(args, "models_command", None)):
+            actions = [a for a in owner._actions if isinstance(a, argparse._SubParsersAction)]
+            if name is None or not actions:
+                break
+            owner = actions[0].choices[name]
+        owner.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def _quiet_stdout() -> None:
+    """After the reader of stdout left: point stdout at /dev/null, so exiting writes nothing more."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     try:
         config = load_config(args.config, overrides=_overrides(args))
         logging.basicConfig(level=config["log_level"].upper(), format="streamer: %(message)s", stream=sys.stderr)
@@ -307,6 +445,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except (_StdoutClosed, BrokenPipeError):  # `streamer ... | head`: end quietly, as Unix tools do
+        _quiet_stdout()
+        return EXIT_STDOUT_CLOSED
 
 
 if __name__ == "__main__":

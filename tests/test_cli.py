@@ -130,22 +130,20 @@ def test_run_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     import time
 
     from tests.media import make_clip
+    from tests.process import spawn
 
     clip = make_clip(tmp_path / "cam.mp4", frames=30, fps=15)
     out = tmp_path / "live.jsonl"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamer", "run", str(clip), "--realtime", "--loop", "--jsonl", str(out)],
-        cwd=REPO,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while (not out.exists() or out.stat().st_size < 2000) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=30)
-    assert process.returncode == 0, stderr
-    assert "Traceback" not in stderr
+    with spawn(
+        [sys.executable, "-m", "streamer", "run", str(clip), "--realtime", "--loop", "--jsonl", str(out)]
+    ) as child:
+        deadline = time.monotonic() + 60
+        while not any(p.stat().st_size > 2000 for p in tmp_path.glob(".live.jsonl.*")):
+            assert time.monotonic() < deadline and child.alive(), child.stderr()
+            time.sleep(0.1)
+        child.send_signal(signal.SIGINT)
+        assert child.wait(30) == 0, child.stderr()
+    assert "Traceback" not in child.stderr()
     lines = out.read_text().splitlines()
     assert lines and all(json.loads(line)["stream"] == "cam.mp4" for line in lines), "complete lines, flushed"
 
@@ -166,20 +164,12 @@ def test_serve_pushes_results_to_a_websocket_client_and_stops_on_ctrl_c(tmp_path
     from websockets.asyncio.client import connect
 
     from tests.media import make_clip
+    from tests.process import spawn_streamer
 
     clip = make_clip(tmp_path / "cam.mp4", frames=30, fps=15)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamer", "serve", str(clip), "--loop", "--port", "0", "--device", "cpu"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert line.startswith("streamer: serving on http://127.0.0.1:"), line
-        url = line.split()[-1]
+    with spawn_streamer("serve", str(clip), "--loop", "--port", "0", "--device", "cpu") as child:
+        url = child.url
+        assert url.startswith("http://127.0.0.1:"), url
 
         async def first_results() -> list[dict[str, object]]:
             async with asyncio.timeout(60), connect(url.replace("http", "ws") + "ws") as ws:
@@ -196,8 +186,6 @@ def test_serve_pushes_results_to_a_websocket_client_and_stops_on_ctrl_c(tmp_path
         assert all(r["stream"] == "cam.mp4" and r["classes"] for r in results)
         streams = json.loads(urllib.request.urlopen(url + "api/streams", timeout=10).read())
         assert streams[0]["stream"] == "cam.mp4" and streams[0]["state"] == "live"
-    finally:
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=30)
-    assert process.returncode == 0, stderr
-    assert "Traceback" not in stderr
+        child.send_signal(signal.SIGINT)
+        assert child.wait(30) == 0, child.stderr()
+    assert "Traceback" not in child.stderr()

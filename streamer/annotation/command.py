@@ -19,12 +19,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import signal
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any, TextIO
 
 import av.error
@@ -34,7 +32,8 @@ from streamer.annotation.progress import Progress
 from streamer.annotation.reader import VideoReader
 from streamer.config import Config
 from streamer.errors import ConfigError, InputNotFoundError, SourceError, StreamerError
-from streamer.files import atomic_path
+from streamer.files import atomic_path, check_outputs
+from streamer.interrupts import terminate_as_interrupt
 from streamer.sinks.jsonl import JsonlWriter
 from streamer.sinks.table import CsvWriter
 from streamer.sinks.video import VideoWriter
@@ -126,16 +125,8 @@ def _plan(args: argparse.Namespace) -> list[_Job]:
     jobs = [
         _Job(source, None if out is None else out / name.with_suffix(".mp4") if many else out) for source, name in pairs
     ]
-    sources = {job.source.resolve() for job in jobs}
     outputs = [job.output for job in jobs if job.output is not None] + [p for p in (args.jsonl, args.csv) if p]
-    for path in outputs:
-        if path.resolve() in sources:
-            raise ConfigError(f"{path} is an input; pick another output name")
-    taken = [str(path) for path in outputs if path.exists()]
-    if taken and not args.force:
-        raise ConfigError(f"{', '.join(taken)} already exist{'s' if len(taken) == 1 else ''}; use --force to replace")
-    if len(set(outputs)) != len(outputs):
-        raise ConfigError("two outputs have the same name; give --jsonl, --csv and -o different paths")
+    check_outputs(outputs, [job.source for job in jobs], force=args.force, make_folders=many)
     return jobs
 
 
@@ -151,24 +142,6 @@ def _text_output(path: Path | None) -> Iterator[TextIO | None]:
         return
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
         yield handle
-
-
-@contextlib.contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a service manager, ``kill``) stops the run like Ctrl-C: outputs discarded, exit 130."""
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _whole(job: _Job, outcome: Outcome) -> Outcome:
@@ -216,7 +189,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     failed = partial = 0
     with (
         contextlib.suppress(_NothingAnnotated),
-        _terminate_as_interrupt(),
+        terminate_as_interrupt(),
         Classifier.create_from_options(options) as classifier,
         _text_output(args.jsonl) as jsonl,
         _text_output(args.csv) as table,

@@ -32,6 +32,7 @@ from av.audio.stream import AudioStream
 from av.video.stream import VideoStream
 
 from streamer.errors import InputNotFoundError, SourceError
+from streamer.sources.pyav import declared_end, matroska_clock, short_read
 from streamer.vision.preprocess import upright
 
 __all__ = ["VideoItem", "VideoReader", "codec_name"]
@@ -60,15 +61,6 @@ def codec_name(container: av.container.InputContainer, stream: VideoStream) -> s
         av.logging.set_level(level)
     found = re.search(rf"Stream #\d+:{stream.index}\b.*?: Video: ([\w-]+)", dump)
     return found.group(1) if found else "unknown"
-
-
-def _clock(text: str) -> float | None:
-    """Seconds in a Matroska ``DURATION`` tag such as ``00:01:02.500000000``; ``None`` if it is not one."""
-    found = re.fullmatch(r"(\d+):(\d{2}):(\d{2}(?:\.\d+)?)", text.strip())
-    if found is None:
-        return None
-    hours, minutes, seconds = found.groups()
-    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
 def _first_rotation(path: Path) -> float:
@@ -139,7 +131,7 @@ class VideoReader:
         one stream, since an audio track that runs longer would otherwise make
         a complete video look cut short.
         """
-        tagged = _clock(self.video.metadata.get("DURATION", ""))
+        tagged = matroska_clock(self.video.metadata.get("DURATION", ""))
         if tagged is not None:
             return tagged
         if self.video.duration:
@@ -200,27 +192,11 @@ class VideoReader:
 
     def _short(self, frames: int, last: float, *, whole: bool) -> str | None:
         """Why a read that ended without an error is still incomplete (the header promised more), if it is."""
-        if whole and self.video.frames and frames < self.video.frames:
-            return (
-                f"the video ends after frame {frames} ({last:.3f} s) but the file declares {self.video.frames} "
-                "frames; it looks truncated"
-            )
-        declared = self.end_time()
-        if declared is not None and last + 2 / self.rate < declared:  # by time: frame rates may vary
-            return f"the video ends after frame {frames} ({last:.3f} s) but the file declares {declared:.3f} s"
-        return None
+        return short_read(self.container, self.video, frames, last, whole=whole)
 
     def end_time(self) -> float | None:
         """When the video ends by its header (seconds, on the frames' clock), if it says."""
-        video = self.video
-        tagged = _clock(video.metadata.get("DURATION", ""))  # Matroska, WebM: where the video track ends
-        if tagged is not None:
-            return tagged
-        if video.duration:
-            return float(((video.start_time or 0) + video.duration) * self.time_base)
-        if self.container.duration and len(self.container.streams) == 1:  # else a longer audio track would count
-            return (self.container.start_time or 0) / 1_000_000 + self.container.duration / 1_000_000
-        return None
+        return declared_end(self.container, self.video)
 
     def close(self) -> None:
         self.container.close()

@@ -99,7 +99,8 @@ def tensorrt_status() -> str | None:
 
 @functools.cache
 def resolve_providers(device: str) -> tuple[str, ...]:
-    """The execution providers for ``device``, best first; logs the choice once."""
+    """The execution providers for ``device``, best first; logs the choice once (debug: one-shot commands
+    need not hear it; ``streamer serve`` says it itself)."""
     if device not in DEVICES:
         raise ConfigError(f"device = {device!r} is not allowed; use one of: {', '.join(DEVICES)}")
     if device == "cpu":
@@ -113,9 +114,9 @@ def resolve_providers(device: str) -> tuple[str, ...]:
     elif device == "cuda":
         raise DeviceUnavailableError(f"device 'cuda' cannot be used: {reason}")
     else:
-        log.info("running on CPU: %s", reason)
+        log.debug("running on CPU: %s", reason)
         return (_CPU,)
-    log.info("execution providers: %s", ", ".join(providers))
+    log.debug("execution providers: %s", ", ".join(providers))
     return providers
 
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,6 +23,7 @@ __all__ = [
     "SourceStats",
     "default_stream_id",
     "open_source",
+    "open_sources",
     "redact",
 ]
 
@@ -51,3 +53,18 @@ def open_source(
         device: int | str = int(spec) if spec.isdigit() else spec
         return OpenCVSource(stream_id, device, **options)  # type: ignore[arg-type]
     return PyAVSource(stream_id, spec, realtime=realtime, loop=loop, **options)  # type: ignore[arg-type]
+
+
+def open_sources(specs: Sequence[str], *, realtime: bool = False, loop: bool = False) -> list[Source]:
+    """A source for each of ``specs``, with unique stream ids: a repeated id gets ``#2``, ``#3``..."""
+    sources: list[Source] = []
+    taken: set[str] = set()
+    for spec in specs:
+        stream_id = base = default_stream_id(spec)
+        count = 1
+        while stream_id in taken:
+            count += 1
+            stream_id = f"{base}#{count}"
+        taken.add(stream_id)
+        sources.append(open_source(spec, stream_id=stream_id, realtime=realtime, loop=loop))
+    return sources

@@ -23,13 +23,13 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import numpy as np
 
 from streamer.pipeline.framebuffer import FrameBuffer
 
-__all__ = ["Frame", "Source", "SourceState", "SourceStats", "redact"]
+__all__ = ["Frame", "Source", "SourceState", "SourceStats", "redact", "redact_text", "secrets_in"]
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class SourceState(enum.Enum):
 
 @dataclass(frozen=True)
 class SourceStats:
-    """A snapshot of a source: state, counters, and the last error with credentials redacted."""
+    """A snapshot of a source: state, counters, and the last error with credentials redacted."""  # url too
 
     stream_id: str
     url: str
@@ -88,15 +88,65 @@ class SourceStats:
         }
 
 
+#: query parameter names (lowercased, ``-`` as ``_``) whose values are secrets: they contain one of these
+_SECRET_WORDS = ("pass", "pwd", "token", "auth", "key", "secret", "sig", "credential", "session", "cookie")
+
+
+def _secret_name(name: str) -> bool:
+    folded = name.lower().replace("-", "_")
+    return any(word in folded for word in _SECRET_WORDS)
+
+
+def secrets_in(url: str) -> list[str]:
+    """The secret parts of ``url``: its password and the values of query parameters named like secrets."""
+    try:
+        parts = urlsplit(url)
+        found = [parts.password] if parts.password else []
+    except ValueError:
+        return []
+    for field in parts.query.split("&"):
+        name, sep, value = field.partition("=")
+        if sep and value and _secret_name(unquote(name)):
+            found += [value, unquote(value)]
+    return sorted({f for f in found if f}, key=len, reverse=True)
+
+
+def _without_secrets(url: str) -> str:
+    """What is left of a URL too malformed to parse once user-info and query are dropped."""
+    scheme, sep, rest = url.partition("://")
+    tail = (rest if sep else scheme).split("@", 1)[-1].split("?", 1)[0]
+    return f"{scheme}{sep}{tail}?***" if sep else f"{tail}?***"
+
+
 def redact(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (``rtsp://user:***@host/path``)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    """``url`` with its password and secret-looking query values as ``***``.
+
+    ``rtsp://user:pw@host/cam?channel=1&token=abc`` -> ``rtsp://user:***@host/cam?channel=1&token=***``.
+    """
+    try:
+        parts = urlsplit(url)
+        password, host, port = parts.password, parts.hostname or "", parts.port
+    except ValueError:  # a malformed port or address: show nothing that could hold a secret
+        return url if "@" not in url and "?" not in url else _without_secrets(url)
+    if password is not None:
+        host = f"[{host}]" if ":" in host else host
+        host = f"{host}:{port}" if port is not None else host
+        parts = parts._replace(netloc=f"{parts.username}:***@{host}")
+    if parts.query:
+        fields = []
+        for field in parts.query.split("&"):
+            name, sep, value = field.partition("=")
+            fields.append(f"{name}=***" if sep and value and _secret_name(unquote(name)) else field)
+        parts = parts._replace(query="&".join(fields))
+    return urlunsplit(parts)
+
+
+def redact_text(text: str, url: str) -> str:
+    """``text`` (an error message, a log line) with every secret of ``url`` replaced by ``***``."""
+    text = text.replace(url, redact(url))
+    for secret in secrets_in(url):
+        text = text.replace(secret, "***")
+    return text
 
 
 class Source(ABC):
@@ -188,9 +238,7 @@ class Source(ABC):
         self._set_state(SourceState.FAILED)
 
     def _redacted(self, text: str) -> str:
-        password = urlsplit(self.url).password
-        text = text.replace(self.url, redact(self.url))
-        return text.replace(password, "***") if password else text
+        return redact_text(text, self.url)
 
     def _emit(self, image: np.ndarray, pts_ms: float, decode_ms: float) -> bool:
         """Hand one decoded frame to the buffer; ``False`` once the consumer is gone."""
@@ -207,8 +255,12 @@ class Source(ABC):
                 return False
         return True
 
-    def _backoff(self, attempt: int, first: float, cap: float) -> bool:
-        """Sleep ``first * 2**(attempt - 1)`` seconds (at most ``cap``); ``False`` if stopped meanwhile."""
+    def _retry(self, reason: str, attempt: int, first: float, cap: float) -> bool:
+        """Log ``reason`` with the wait, then sleep ``first * 2**(attempt - 1)`` seconds (at most ``cap``);
+        ``False`` if stopped meanwhile."""
+        delay = min(cap, first * 2 ** max(0, attempt - 1))
+        self._last_error = self._redacted(reason)
+        log.warning("source %s: %s; retrying in %.1f s (attempt %d)", self.stream_id, self._last_error, delay, attempt)
         self._reconnects += 1
         self._set_state(SourceState.RECONNECTING)
-        return not self.stopping.wait(min(cap, first * 2 ** max(0, attempt - 1)))
+        return not self.stopping.wait(delay)

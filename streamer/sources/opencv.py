@@ -65,20 +65,18 @@ class OpenCVSource(Source):
                 if self._capture is None:
                     self.open()
             except SourceError as exc:
-                self._error(str(exc))
                 failures += 1
-                if not self._backoff(failures, *self.backoff):
+                if not self._retry(str(exc), failures, *self.backoff):
                     return
                 continue
             assert self._capture is not None
             began = time.perf_counter()
             ok, bgr = self._capture.read()
             if not ok:
-                self._error(f"camera {self.device!r} delivered no frame")
                 self._capture.release()
                 self._capture = None
                 failures += 1
-                if not self._backoff(failures, *self.backoff):
+                if not self._retry(f"camera {self.device!r} delivered no frame", failures, *self.backoff):
                     return
                 continue
             failures = 0

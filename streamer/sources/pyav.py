@@ -12,6 +12,7 @@ reaches logs, errors or stats.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,11 +21,12 @@ from urllib.parse import urlsplit
 import av
 import av.error
 
-from streamer.errors import InputNotFoundError
+from streamer.errors import InputNotFoundError, SourceError
+from streamer.files import describe
 from streamer.sources.base import Source, SourceState
 from streamer.vision.preprocess import upright
 
-__all__ = ["PyAVSource", "is_live_url"]
+__all__ = ["PyAVSource", "declared_end", "is_live_url", "matroska_clock", "short_read"]
 
 _UNAUTHORIZED = ("401", "Unauthorized", "authorization failed")
 
@@ -33,6 +35,44 @@ def is_live_url(url: str) -> bool:
     """Whether ``url`` names a network stream (anything but a plain path or ``file:``)."""
     scheme = urlsplit(url).scheme.lower()
     return len(scheme) > 1 and scheme != "file"  # "c:" is a Windows drive, not a scheme
+
+
+def matroska_clock(text: str) -> float | None:
+    """Seconds in a Matroska ``DURATION`` tag such as ``00:01:02.500000000``; ``None`` if it is not one."""
+    found = re.fullmatch(r"(\d+):(\d{2}):(\d{2}(?:\.\d+)?)", text.strip())
+    if found is None:
+        return None
+    hours, minutes, seconds = found.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def declared_end(container: av.container.InputContainer, video: av.VideoStream) -> float | None:
+    """When ``video`` ends by the file's header (seconds, on the frames' clock), if it says."""
+    tagged = matroska_clock(video.metadata.get("DURATION", ""))  # Matroska, WebM: where the video track ends
+    if tagged is not None:
+        return tagged
+    if video.duration and video.time_base is not None:
+        return float(((video.start_time or 0) + video.duration) * video.time_base)
+    if container.duration and len(container.streams) == 1:  # else a longer audio track would count
+        return (container.start_time or 0) / 1_000_000 + container.duration / 1_000_000
+    return None
+
+
+def short_read(
+    container: av.container.InputContainer, video: av.VideoStream, frames: int, last: float, *, whole: bool
+) -> str | None:
+    """Why a read of ``frames`` frames, the last at ``last`` seconds, that ended without an error is still
+    incomplete (the header promised more), if it is; ``whole``: the read was meant to cover the whole file."""
+    if whole and video.frames and frames < video.frames:
+        return (
+            f"the video ends after frame {frames} ({last:.3f} s) but the file declares {video.frames} "
+            "frames; it looks truncated"
+        )
+    declared = declared_end(container, video)
+    rate = float(video.average_rate or video.guessed_rate or 30)
+    if declared is not None and last + 2 / rate < declared:  # by time: frame rates may vary
+        return f"the video ends after frame {frames} ({last:.3f} s) but the file declares {declared:.3f} s"
+    return None
 
 
 class PyAVSource(Source):
@@ -62,7 +102,11 @@ class PyAVSource(Source):
         network = is_live_url(url)
         live = network if live is None else live
         if not network and not Path(url).is_file():
-            raise InputNotFoundError(f"video file {url} does not exist")
+            what = describe(Path(url))
+            if what == "missing":
+                raise InputNotFoundError(f"video file {url} does not exist")
+            hint = "; streamer annotate takes folders" if what == "a directory" else ""
+            raise SourceError(f"{url} is {what}, not a video file; give a video file, a URL or a camera{hint}")
         if rtsp_transport not in ("tcp", "udp"):
             raise ValueError(f"rtsp_transport = {rtsp_transport!r}; use 'tcp' or 'udp'")
         super().__init__(stream_id, url, live=live or realtime, buffer_size=buffer_size)
@@ -73,6 +117,7 @@ class PyAVSource(Source):
         self.options = {"rtsp_transport": rtsp_transport} if url.lower().startswith("rtsp") else {}
         self.timeouts = (open_timeout, read_timeout)
         self.backoff = backoff
+        self._progress = (0, 0.0)  # frames decoded in the current pass over the file, and the last one's time (s)
 
     def _frames(self, container: av.container.InputContainer) -> Iterator[tuple[av.VideoFrame, float]]:
         """Decoded frames with the seconds spent decoding each."""
@@ -90,6 +135,7 @@ class PyAVSource(Source):
             raise av.error.InvalidDataError(0, f"no video stream in {self.url}")
         clock: tuple[float, float] | None = None  # (wall, pts) of the first frame, for realtime pacing
         last = offset_ms
+        self._progress = (0, 0.0)
         fallback_fps = float(container.streams.video[0].average_rate or 30)
         for frame, seconds in self._frames(container):
             if self.stopping.is_set():
@@ -109,6 +155,7 @@ class PyAVSource(Source):
             if not self._emit(image, pts_ms, decode_ms):
                 return None
             last = pts_ms
+            self._progress = (self._progress[0] + 1, (pts_ms - offset_ms) / 1000.0)
         return last
 
     def _run(self) -> None:
@@ -127,19 +174,24 @@ class PyAVSource(Source):
                         container.seek(0)
                     else:
                         return  # stopped, or the consumer is gone
+                    short = short_read(container, container.streams.video[0], *self._progress, whole=not self.loop)
                 if not self.reconnect:
+                    if short is not None and not self.loop:
+                        self._error(short)
                     self._set_state(SourceState.ENDED)
                     return
-                self._error("the stream ended")
+                reason = "the stream ended"
             except (av.error.FFmpegError, OSError) as exc:
                 message = str(exc)
                 if any(word in message for word in _UNAUTHORIZED):
                     self._fail(f"{message}: check the user name and password in the URL")
                     return
                 if not self.reconnect:
-                    self._fail(f"cannot decode {self.url}: {message}")
+                    frames, seconds = self._progress
+                    where = f"decoding stopped after frame {frames} ({seconds:.3f} s)" if frames else "cannot decode"
+                    self._fail(f"{where} {self.url}: {message}" if not frames else f"{where}: {message}")
                     return
-                self._error(message)
+                reason = message
                 failures += 1
-            if not self._backoff(failures, *self.backoff):
+            if not self._retry(reason, failures, *self.backoff):
                 return

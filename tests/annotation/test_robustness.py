@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import fractions
 import json
-import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,6 +24,7 @@ from av.video.stream import VideoStream
 from streamer.cli import main
 from streamer.files import atomic_path
 from tests.media import clip_frame, make_clip, photo
+from tests.process import spawn
 
 FAST = ["--stages", "classify"]  # no detector: these tests are about files, not boxes
 
@@ -302,23 +301,17 @@ def test_an_interrupted_run_leaves_no_output(tmp_path: Path, long_clip: Path, si
     out, jsonl, table = tmp_path / "out.mp4", tmp_path / "r.jsonl", tmp_path / "r.csv"
     command = [sys.executable, "-m", "streamer.cli", "annotate", str(long_clip), "-o", str(out)]
     command += ["--jsonl", str(jsonl), "--csv", str(table), "--stages", "cascade"]
-    with (tmp_path / "stderr.txt").open("wb") as err:
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, env=os.environ.copy())
-    try:
+    with spawn(command) as child:
         deadline = time.monotonic() + 60
         encoding = False
-        while not encoding and process.poll() is None and time.monotonic() < deadline:
+        while not encoding and child.alive() and time.monotonic() < deadline:
             time.sleep(0.1)  # until the annotated video has frames in it: the run is well under way
             encoding = any(p.stat().st_size > 0 for p in tmp_path.glob(".out.mp4.*.part.mp4"))
-        assert encoding, f"the run never started writing: {(tmp_path / 'stderr.txt').read_text()}"
+        assert encoding, f"the run never started writing: {child.stderr()}"
         assert len(leftovers(tmp_path)) == 3, "one temporary file per output while it runs"
-        process.send_signal(signum)
-        code = process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert code == 130, (tmp_path / "stderr.txt").read_text()
+        child.send_signal(signum)
+        code = child.wait(30)
+    assert code == 130, child.stderr()
     assert not out.exists() and not jsonl.exists() and not table.exists()
     assert leftovers(tmp_path) == []
 
