@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from streamer.errors import InputNotFoundError
-from streamer.sources.base import Frame, Source, SourceState, redact
+from streamer.sources.base import Frame, Source, SourceState, redact, redact_text, secrets_in
 from streamer.sources.pyav import PyAVSource, is_live_url
 from tests.media import make_clip
 
@@ -160,3 +160,19 @@ def test_the_bundled_demo_clip_decodes() -> None:
     frames = _drain(source)
     assert len(frames) == 90 and frames[0].image.shape == (426, 640, 3)
     assert frames[-1].pts_ms == pytest.approx(89 * 1000 / 15)
+
+
+def test_redact_query_secrets() -> None:
+    url = "rtsp://alice:pw1@cam.local:554/live?user=alice&password=hunter2&Api-Key=k%2B1&sig=s9&channel=2&auth="
+    assert redact(url) == (
+        "rtsp://alice:***@cam.local:554/live?user=alice&password=***&Api-Key=***&sig=***&channel=2&auth="
+    )
+    assert secrets_in(url) == ["hunter2", "k%2B1", "pw1", "k+1", "s9"]
+    message = "[Errno 111] Connection refused: 'rtsp://alice:pw1@cam.local:554/live?password=hunter2'"
+    assert (
+        redact_text(message, url)
+        == "[Errno 111] Connection refused: 'rtsp://alice:***@cam.local:554/live?password=***'"
+    )
+    for token in ("token", "access_token", "secret", "passwd", "pwd", "key", "session", "credential"):
+        assert redact(f"http://h/x.m3u8?{token}=v4lue") == f"http://h/x.m3u8?{token}=***"
+    assert redact("rtsp://u:p@host:99999/x?token=t") == "rtsp://host:99999/x?***", "unparseable: nothing kept"
