@@ -9,6 +9,8 @@ Frame ``i`` has ``pts = i`` in a ``1/fps`` time base, so ``pts_ms`` of frame
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import av
@@ -83,11 +85,22 @@ def make_clip(
             if sample_format.startswith("s16"):
                 tone = (tone * 32767).astype(np.int16)
             for start in range(0, samples, chunk):
-                block = av.AudioFrame.from_ndarray(
-                    tone[:, start : start + chunk], format=sample_format, layout="mono"
-                )
+                block = av.AudioFrame.from_ndarray(tone[:, start : start + chunk], format=sample_format, layout="mono")
                 block.sample_rate = 48000
                 block.pts = start
                 container.mux(sound.encode(block))
             container.mux(sound.encode(None))
     return path
+
+
+def black_png(width: int, height: int) -> bytes:
+    """A valid black ``width`` x ``height`` PNG (1-bit grey) compressed row by row, so its pixels never exist
+    here: 32000x32000 is 125 KB on disk and would be 3 GB decoded to RGB. For testing image bombs."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    packer, row = zlib.compressobj(9), bytes(1 + (width + 7) // 8)  # filter byte 0, then the packed bits
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1 bit, grey, deflate, no filter, no interlace
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")

@@ -612,11 +612,18 @@ class StreamerServer:
             added.append(stream)
             connection.cameras.add(stream)
 
+        async def forget() -> None:
+            try:
+                await asyncio.to_thread(remove, stream)
+            finally:  # private until its last result is out: the hub drops those of a gone owner
+                self.hub.private.pop(stream, None)
+
         def end_camera() -> None:
-            self.hub.private.pop(stream, None)
             connection.cameras.discard(stream)
             if added:
-                self._spawn(asyncio.to_thread(remove, stream))
+                self._spawn(forget())
+            else:
+                self.hub.private.pop(stream, None)
 
         try:
             peer, sdp = await answer_offer(

@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.media import make_clip
+from tests.media import black_png, make_clip
 from tests.process import REPO, spawn
 
 SAMPLES = REPO / "samples"
@@ -86,7 +85,7 @@ def read_only(tmp_path: Path) -> Iterator[tuple[Path, tuple[str, ...]]]:
 
 
 def test_run_never_writes_over_its_input(clip: Path, tmp_path: Path) -> None:
-    copy = shutil.copy(clip, tmp_path / "v.mp4")
+    copy = Path(shutil.copy(clip, tmp_path / "v.mp4"))
     before = digest(copy)
     done = streamer("run", str(copy), "--jsonl", str(copy))
     assert done.returncode == 2
@@ -198,23 +197,10 @@ def _tall_png(path: Path) -> Path:
     return path
 
 
-def _huge_png(path: Path, side: int) -> Path:
-    """A side x side black 1-bit PNG written row by row: a few dozen KB on disk, side**2 pixels when decoded."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
-
-    packer = zlib.compressobj(9)
-    row = bytes(1 + (side + 7) // 8)  # filter byte, then 8 pixels a byte
-    body = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
-    header = side.to_bytes(4, "big") * 2 + bytes([1, 0, 0, 0, 0])  # bit depth 1, greyscale
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
-    return path
-
-
 def test_classify_refuses_image_bombs_and_still_classifies_the_rest(tmp_path: Path) -> None:
     tall = _tall_png(tmp_path / "tall.png")
-    huge = _huge_png(tmp_path / "huge.png", 20_000)
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(black_png(20_000, 20_000))
     assert huge.stat().st_size < 200_000
     done = streamer("classify", str(tall), str(huge), str(SAMPLES / "coffee.jpg"), "--json")
     assert done.returncode == 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import struct
 import tracemalloc
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from PIL import Image
 from streamer.errors import ConfigError, ImageError, InputNotFoundError
 from streamer.sources import images
 from streamer.sources.images import ImageHeader, ImageLimits, decode_image, image_header, read_image
+from tests.media import black_png
 
 
 def test_png_comes_back_as_rgb(tmp_path: Path) -> None:
@@ -217,18 +217,6 @@ def test_fuzz_damaged_files_give_an_array_or_an_image_error(
 # --- limits: refused from the header, before anything is allocated ----------------------------------------------
 
 
-def _one_bit_png(width: int, height: int) -> bytes:
-    """A valid black 1-bit PNG, streamed row by row: 32000x32000 is 125 KB, and OpenCV would allocate 3 GB."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    packer, row = zlib.compressobj(9), bytes(1 + (width + 7) // 8)  # filter byte 0, then the packed bits
-    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
-    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1 bit, grey, deflate, no filter, no interlace
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
-
-
 def _peak_bytes(call: Callable[[], object]) -> int:
     """The most memory Python and numpy (OpenCV's arrays included) held at once during ``call``."""
     tracemalloc.start()
@@ -243,12 +231,12 @@ def _peak_bytes(call: Callable[[], object]) -> int:
 
 
 def test_the_bomb_builder_makes_real_pngs() -> None:
-    assert decode_image(_one_bit_png(64, 48), "small.png").shape == (48, 64, 3)
-    assert _peak_bytes(lambda: decode_image(_one_bit_png(2000, 2000), "4mp.png")) > 12_000_000, "decodes are traced"
+    assert decode_image(black_png(64, 48), "small.png").shape == (48, 64, 3)
+    assert _peak_bytes(lambda: decode_image(black_png(2000, 2000), "4mp.png")) > 12_000_000, "decodes are traced"
 
 
 def test_a_pixel_bomb_is_refused_before_decoding(tmp_path: Path) -> None:
-    bomb = _one_bit_png(32000, 32000)
+    bomb = black_png(32000, 32000)
     assert len(bomb) < 200_000
     message = r"bomb\.png is 32000x32000 pixels \(1024\.0 MP\), over the limit of 40\.0 MP; shrink it, or raise limits"
     with pytest.raises(ImageError, match=message):
