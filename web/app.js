@@ -258,6 +258,8 @@ function addResult(result) {
   if (streamer.results[stream].length > BUFFER) streamer.results[stream].shift();
   const view = views.get(stream);
   if (!view) return;
+  // Our own camera is private to this connection, so /api/streams does not list it: its results say it is live.
+  if (view.local && view.badge.dataset.state !== "live") setBadge(view, "live");
   view.results.push(result);
   if (view.results.length > BUFFER) view.results.shift();
   const now = performance.now();

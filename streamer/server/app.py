@@ -490,7 +490,11 @@ class StreamerServer:
     def stats(self, client: Client | None = None) -> list[dict[str, Any]]:
         """The streams ``client`` may see: all but the cameras other clients share (``None``: no camera)."""
         private = self._hub.private if self._hub is not None else {}
-        return [row for row in self._stats() if private.get(str(row.get("stream"))) in (None, client)]
+        return [
+            row
+            for row in self._stats()
+            if (stream := str(row.get("stream"))) not in private or (client is not None and private[stream] is client)
+        ]
 
     # WebRTC
 
@@ -612,18 +616,11 @@ class StreamerServer:
             added.append(stream)
             connection.cameras.add(stream)
 
-        async def forget() -> None:
-            try:
-                await asyncio.to_thread(remove, stream)
-            finally:  # private until its last result is out: the hub drops those of a gone owner
-                self.hub.private.pop(stream, None)
-
         def end_camera() -> None:
             connection.cameras.discard(stream)
+            self.hub.retire(stream)  # results still in the pipeline reach nobody
             if added:
-                self._spawn(forget())
-            else:
-                self.hub.private.pop(stream, None)
+                self._spawn(asyncio.to_thread(remove, stream))
 
         try:
             peer, sdp = await answer_offer(

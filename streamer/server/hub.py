@@ -18,7 +18,10 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-__all__ = ["Client", "Hub"]
+__all__ = ["RETIRED", "Client", "Hub"]
+
+#: ended private streams remembered, so a result still on its way is dropped; stream ids are never reused
+RETIRED = 1024
 
 
 class Client:
@@ -57,7 +60,10 @@ class Hub:
         self._loop = loop
         self.queue_size = queue_size
         self.clients: set[Client] = set()
-        self.private: dict[str, Client] = {}  # stream -> the one client that may see it
+        #: stream -> the one client that may see it; ``None``: nobody (a camera that ended, whose late results
+        #: still in the pipeline must not reach anyone)
+        self.private: dict[str, Client | None] = {}
+        self._retired: deque[str] = deque()
 
     def connect(self) -> Client:
         client = Client(self.queue_size)
@@ -66,6 +72,15 @@ class Hub:
 
     def disconnect(self, client: Client) -> None:
         self.clients.discard(client)
+
+    def retire(self, stream: str) -> None:
+        """A private stream has ended: its late results reach nobody (the last :data:`RETIRED` are kept)."""
+        if stream not in self.private:
+            return
+        self.private[stream] = None
+        self._retired.append(stream)
+        while len(self._retired) > RETIRED:
+            self.private.pop(self._retired.popleft(), None)
 
     def publish(self, text: str, stream: str | None = None) -> None:
         """Send ``text`` to every client that wants ``stream``; safe from any thread, never blocks."""
@@ -81,9 +96,9 @@ class Hub:
             self._loop.call_soon_threadsafe(self._fan_out, text, stream)
 
     def _fan_out(self, text: str, stream: str | None) -> None:
-        owner = self.private.get(stream) if stream is not None else None
-        if owner is not None:
-            if owner in self.clients:
+        if stream is not None and stream in self.private:
+            owner = self.private[stream]
+            if owner is not None and owner in self.clients:
                 owner.offer(text, stream)
             return
         for client in list(self.clients):

@@ -108,7 +108,7 @@ def secrets_in(url: str) -> list[str]:
         name, sep, value = field.partition("=")
         if sep and value and _secret_name(unquote(name)):
             found += [value, unquote(value)]
-    return sorted({f for f in found if f}, key=len, reverse=True)
+    return sorted({f for f in found if f}, key=lambda text: (-len(text), text))  # longest first: no partial
 
 
 def _without_secrets(url: str) -> str:

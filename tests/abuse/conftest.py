@@ -437,6 +437,11 @@ class Server:
         )
         self.probe.assert_peak_under()
         self.assert_clean_log()
+        now = self.probe.sample()
+        print(  # the figures, for `pytest tests/abuse -s`
+            f"\nabuse: server pid {self.child.pid}: peak RSS {self.probe.peak_rss / 2**20:.0f} MiB; "
+            f"threads {self.baseline.threads} -> {now.threads}, fds {self.baseline.fds} -> {now.fds}"
+        )
 
 
 def warm_up(port: int, query: str, classify: bool) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from streamer.server.hub import Hub
+from streamer.server.hub import RETIRED, Hub
 
 
 def test_every_client_gets_every_message_in_order() -> None:
@@ -52,3 +52,24 @@ def test_stream_subscriptions_and_broadcasts() -> None:
         return [await client.next() for _ in range(len(client))]
 
     assert asyncio.run(main()) == ["from cam1", "to all"]
+
+
+def test_a_private_stream_reaches_its_owner_only_and_nobody_once_retired() -> None:
+    async def main() -> tuple[list[int], list[int], int]:
+        hub = Hub(asyncio.get_running_loop(), queue_size=100)
+        owner, other = hub.connect(), hub.connect()
+        hub.private["browser-1"] = owner
+        hub.publish("camera", stream="browser-1")
+        hub.publish("street", stream="street.mp4")
+        hub.retire("browser-1")
+        hub.publish("late", stream="browser-1")  # a result still in the pipeline when the camera ended
+        sizes = [len(owner), len(other)]
+        got = [[await c.next() for _ in range(n)] for c, n in ((owner, sizes[0]), (other, sizes[1]))]
+        for i in range(RETIRED + 5):  # the memory of ended streams is bounded
+            hub.private[f"browser-{i + 2}"] = owner
+            hub.retire(f"browser-{i + 2}")
+        return sizes, [len(g) for g in got] if got == [["camera", "street"], ["street"]] else [], len(hub.private)
+
+    sizes, checked, remembered = asyncio.run(main())
+    assert sizes == [2, 1] and checked == [2, 1]
+    assert remembered == RETIRED

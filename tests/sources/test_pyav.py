@@ -167,7 +167,7 @@ def test_redact_query_secrets() -> None:
     assert redact(url) == (
         "rtsp://alice:***@cam.local:554/live?user=alice&password=***&Api-Key=***&sig=***&channel=2&auth="
     )
-    assert secrets_in(url) == ["hunter2", "k%2B1", "pw1", "k+1", "s9"]
+    assert secrets_in(url) == ["hunter2", "k%2B1", "k+1", "pw1", "s9"]
     message = "[Errno 111] Connection refused: 'rtsp://alice:pw1@cam.local:554/live?password=hunter2'"
     assert (
         redact_text(message, url)
