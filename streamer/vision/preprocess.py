@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from PIL import Image
 
 from streamer.errors import ConfigError, ImageError
 
@@ -21,7 +20,6 @@ __all__ = [
     "crop_box",
     "fit",
     "letterbox",
-    "resample",
     "resize_center_crop",
     "roi_pixels",
     "to_tensor",
@@ -103,58 +101,22 @@ def crop_box(
     return image[top:bottom, left:right]
 
 
-#: A downscale by more than this factor first averages whole blocks of pixels (OpenCV's INTER_AREA at an
-#: integer factor, cheap) down to about this many times the output, then filters the rest; measured on the
-#: embedded classifier, 3 keeps its confidences within 0.007 of Pillow's one-step filter (2 gave 0.03).
-REDUCING_GAP = 3.0
-
-
-def resample(image: np.ndarray, box: tuple[float, float, float, float], size: tuple[int, int]) -> np.ndarray:
-    """The rectangle ``box`` (x0, y0, x1, y1 in source pixels, fractional) of ``image`` resampled to ``size``.
-
-    Bicubic, antialiased when it shrinks (Pillow's filter, whose support
-    widens with the downscale), as torchvision and timm preprocess the
-    images classifiers are trained on; plain cubic interpolation aliases on
-    large downscales (on a 1080x810 photo the embedded classifier's top-1
-    confidence fell from 0.28 to 0.14). Only the pixels the filter reads are
-    touched, so memory stays near ``size`` whatever the image's shape.
-    """
-    x0, y0, x1, y1 = box
-    height, width = image.shape[:2]
-    scale_x, scale_y = (x1 - x0) / size[0], (y1 - y0) / size[1]
-    fx, fy = max(1, int(scale_x / REDUCING_GAP)), max(1, int(scale_y / REDUCING_GAP))
-    margin_x, margin_y = 2 * max(scale_x, 1.0) + 2, 2 * max(scale_y, 1.0) + 2  # the filter's reach, and a pixel
-    bx0, by0 = max(0, int((x0 - margin_x) // fx)), max(0, int((y0 - margin_y) // fy))
-    bx1 = max(bx0 + 1, min(width // fx, int(-(-(x1 + margin_x) // fx))))
-    by1 = max(by0 + 1, min(height // fy, int(-(-(y1 + margin_y) // fy))))
-    region = image[by0 * fy : by1 * fy, bx0 * fx : bx1 * fx]
-    if fx > 1 or fy > 1:
-        region = cv2.resize(region, (bx1 - bx0, by1 - by0), interpolation=cv2.INTER_AREA)
-    right, bottom = float(region.shape[1]), float(region.shape[0])  # a last part-block was left out: clamp
-    inner = (
-        min(x0 / fx - bx0, right - 1e-3),
-        min(y0 / fy - by0, bottom - 1e-3),
-        min(x1 / fx - bx0, right),
-        min(y1 / fy - by0, bottom),
-    )
-    picture = Image.fromarray(np.ascontiguousarray(region))
-    return np.array(picture.resize(size, Image.Resampling.BICUBIC, box=inner))
-
-
 def resize_center_crop(image: np.ndarray, size: tuple[int, int], shorter: int) -> np.ndarray:
-    """Resize so the shorter side is ``shorter`` (antialiased bicubic), then crop ``size`` from the centre.
+    """Resize so the shorter side is ``shorter`` (bicubic), then crop ``size`` from the centre.
 
-    Only the crop is computed: :func:`resample` of the source rectangle that
-    maps onto it, so memory stays at ``size`` however long the image (a
-    1x100000 image would otherwise scale to 256x25600000).
+    Only the crop is computed: one warp from the source pixels that map onto it, as
+    ``cv2.resize`` of the whole image would map them, so memory stays at ``size``
+    however long the image (a 1x100000 image would otherwise scale to 256x25600000).
     """
     height, width = image.shape[:2]
     scale = shorter / min(height, width)
     new_w, new_h = max(round(width * scale), size[0]), max(round(height * scale), size[1])
     left, top = (new_w - size[0]) // 2, (new_h - size[1]) // 2
-    step_x, step_y = width / new_w, height / new_h  # source pixels per resized pixel
-    box = (left * step_x, top * step_y, (left + size[0]) * step_x, (top + size[1]) * step_y)
-    return resample(image, box, size)
+    step_x, step_y = width / new_w, height / new_h  # source pixels per resized pixel, as cv2.resize maps centres
+    to_source = np.array([[step_x, 0.0, (left + 0.5) * step_x - 0.5], [0.0, step_y, (top + 0.5) * step_y - 0.5]])
+    return cv2.warpAffine(
+        image, to_source, size, flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
+    )
 
 
 def letterbox(image: np.ndarray, size: tuple[int, int], pad_value: int = 127) -> tuple[np.ndarray, Letterbox]:
@@ -171,12 +133,12 @@ def letterbox(image: np.ndarray, size: tuple[int, int], pad_value: int = 127) ->
 
 
 def fit(image: np.ndarray, size: tuple[int, int], resize: str, shorter: int) -> np.ndarray:
-    """Bring ``image`` to ``size`` by ``resize``: ``crop``, ``letterbox`` or ``stretch`` (antialiased bicubic)."""
+    """Bring ``image`` to ``size`` by ``resize``: ``crop``, ``letterbox`` or ``stretch`` (bicubic)."""
     if resize == "crop":
         return resize_center_crop(image, size, shorter)
     if resize == "letterbox":
         return letterbox(image, size)[0]
-    return resample(image, (0.0, 0.0, float(image.shape[1]), float(image.shape[0])), size)
+    return cv2.resize(image, size, interpolation=cv2.INTER_CUBIC)
 
 
 def to_tensor(
