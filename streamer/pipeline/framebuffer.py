@@ -91,6 +91,13 @@ class FrameBuffer(Generic[T]):
             self._lock.notify_all()
             return item
 
+    def peek(self, *, newest: bool) -> T | None:
+        """The newest (else the oldest) item without taking it; ``None`` if empty. Never waits."""
+        with self._lock:
+            if not self._items:
+                return None
+            return self._items[-1] if newest else self._items[0]
+
     def count_dropped(self, count: int = 1) -> None:
         """Count frames the consumer discarded after taking them (e.g. too old to be worth inferring)."""
         with self._lock:

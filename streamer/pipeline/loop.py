@@ -3,7 +3,8 @@
 Each round it takes one frame from every ready stream (the newest of a live
 stream, the next of a lossless one), starting with a different stream each
 round so none is starved, up to ``max_batch`` frames; drops live frames older
-than ``max_frame_age_ms`` before inference; runs the batch in one call of
+than ``max_frame_age_ms`` before inference (the decisions are
+:func:`streamer.inference.scheduler.plan_batch`'s, a pure function); runs the batch in one call of
 ``process``; stamps each result with its stream, frame index, ``pts_ms`` and
 timings (decode, queue, preprocess, inference, age); and hands it to
 ``deliver(result, frame)``. ``inference_fps`` caps how often one stream is
@@ -21,6 +22,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from streamer.inference.scheduler import StreamState, plan_batch
 from streamer.pipeline.framebuffer import FrameBuffer
 from streamer.results import FrameResult
 from streamer.sources.base import Frame
@@ -119,7 +121,7 @@ class InferenceLoop:
             self._thread.join(timeout)
 
     def _collect(self) -> list[tuple[_Stream, Frame]]:
-        """One frame from each ready stream, fairly rotated, at most ``max_batch``."""
+        """One frame from each ready stream, as :func:`plan_batch` decides; too-old live frames dropped."""
         now = time.monotonic()
         with self._lock:
             ids = list(self._streams)
@@ -127,25 +129,34 @@ class InferenceLoop:
             gone = [k for k, s in zip(ids, streams, strict=True) if s.buffer.drained]
             for key in gone:
                 del self._streams[key]
-        if not streams:
-            return []
-        start = self._turn % len(streams)
-        self._turn += 1
-        batch: list[tuple[_Stream, Frame]] = []
-        for stream in streams[start:] + streams[:start]:
-            if len(batch) == self.max_batch:
-                break
-            if stream.interval and now < stream.next_due:
-                continue
-            frame = stream.buffer.get() if stream.buffer.lossless else stream.buffer.take_newest()
+            live = [(k, s) for k, s in zip(ids, streams, strict=True) if k not in gone]
+        states = []
+        for key, stream in live:
+            waiting = stream.buffer.peek(newest=not stream.buffer.lossless)
+            decoded_at = None if waiting is None else waiting.decoded_at
+            states.append(StreamState(key, decoded_at, stream.buffer.lossless, stream.interval, stream.next_due))
+        plan = plan_batch(
+            states, now, turn=self._turn, max_batch=self.max_batch, max_frame_age_ms=self.max_frame_age_ms
+        )
+        self._turn = plan.turn
+        by_id = dict(live)
+        for key in plan.too_old:
+            stream = by_id[key]
+            frame = stream.buffer.take_newest()
             if frame is None:
                 continue
-            age_ms = (now - frame.decoded_at) * 1000.0
-            if not stream.buffer.lossless and self.max_frame_age_ms is not None and age_ms > self.max_frame_age_ms:
-                stream.buffer.count_dropped()
-                stream.counters.too_old += 1
+            if self.max_frame_age_ms is not None and (now - frame.decoded_at) * 1000.0 <= self.max_frame_age_ms:
+                stream.buffer.put(frame)  # a fresh frame came since the plan: keep it for the next round
                 continue
-            stream.next_due = max(stream.next_due + stream.interval, now) if stream.interval else 0.0
+            stream.buffer.count_dropped()
+            stream.counters.too_old += 1
+        batch: list[tuple[_Stream, Frame]] = []
+        for key in plan.infer:
+            stream = by_id[key]
+            frame = stream.buffer.get() if stream.buffer.lossless else stream.buffer.take_newest()
+            if frame is None:  # removed meanwhile
+                continue
+            stream.next_due = plan.due[key]
             batch.append((stream, frame))
         return batch
 

@@ -71,37 +71,6 @@ def test_batches_across_streams_up_to_max_batch() -> None:
     assert rec.batches[:2] == [3, 2]
 
 
-def test_a_fast_stream_cannot_starve_a_slow_one() -> None:
-    """60 fps against 5 fps on a loop that manages 10 batches/s of one frame: both keep getting turns."""
-    rec = Recorder(delay=0.1)
-    loop = InferenceLoop(rec.process, rec.deliver, max_batch=1)
-    fast, slow = loop.add("fast"), loop.add("slow")
-    stop = threading.Event()
-
-    def feed(buffer: object, name: str, fps: float) -> None:
-        i = 0
-        while not stop.is_set():
-            buffer.put(_frame(name, i))  # type: ignore[attr-defined]
-            i += 1
-            stop.wait(1 / fps)
-
-    feeders = [
-        threading.Thread(target=feed, args=(fast, "fast", 60)),
-        threading.Thread(target=feed, args=(slow, "slow", 5)),
-    ]
-    for thread in feeders:
-        thread.start()
-    loop.start()
-    time.sleep(2.5)
-    stop.set()
-    loop.stop()
-    for thread in feeders:
-        thread.join()
-    counts = {name: sum(1 for r, _ in rec.results if r.stream == name) for name in ("fast", "slow")}
-    assert counts["slow"] >= 8, counts  # ~5 fps offered, ~12 turns available to it
-    assert counts["fast"] >= 8, counts
-
-
 def test_frames_older_than_max_age_are_dropped_before_inference() -> None:
     rec = Recorder()
     loop = InferenceLoop(rec.process, rec.deliver, max_frame_age_ms=100)
@@ -114,28 +83,6 @@ def test_frames_older_than_max_age_are_dropped_before_inference() -> None:
     loop.stop()
     assert [r.frame for r, _ in rec.results] == [1]
     assert buffer.dropped == 1
-
-
-def test_inference_fps_caps_one_stream() -> None:
-    rec = Recorder()
-    loop = InferenceLoop(rec.process, rec.deliver)
-    buffer = loop.add("cam", inference_fps=5)
-    stop = threading.Event()
-
-    def feed() -> None:
-        i = 0
-        while not stop.wait(0.01):
-            buffer.put(_frame("cam", i))
-            i += 1
-
-    feeder = threading.Thread(target=feed)
-    feeder.start()
-    loop.start()
-    time.sleep(1.5)
-    stop.set()
-    feeder.join()
-    loop.stop()
-    assert 6 <= len(rec.results) <= 9, len(rec.results)
 
 
 def test_a_failing_batch_is_logged_and_the_loop_goes_on() -> None:
