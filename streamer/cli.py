@@ -262,15 +262,15 @@ def _results_file(args: argparse.Namespace, inputs: list[Path]) -> Iterator[Text
         yield sys.stdout
         return
     check_outputs([path], inputs, force=args.force, append=args.append)
-    try:
-        if args.append:
-            with open(path, "a", encoding="utf-8") as handle:
-                yield handle
-            return
-        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
-            yield handle
-    except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+    with contextlib.ExitStack() as stack:
+        try:  # only opening is the file's fault; errors of the run itself pass through
+            if args.append:
+                handle = stack.enter_context(open(path, "a", encoding="utf-8"))
+            else:
+                handle = stack.enter_context(open(stack.enter_context(atomic_path(path)), "w", encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+        yield handle
 
 
 def _wait(pipeline: Pipeline, duration: float | None, stop: threading.Event) -> None:

@@ -29,6 +29,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.media import make_clip
+from tests.required import unavailable
 
 __all__ = ["SYSTEM_PYTHON", "RtspServer", "rtsp_available", "rtsp_clip", "rtsp_server"]
 
@@ -254,9 +255,7 @@ def rtsp_server() -> Iterator[RtspServer]:
     """An ``RtspServer`` (not started yet), closed after the test; skip (or fail) if it cannot run."""
     reason = rtsp_available()
     if reason is not None:
-        if os.environ.get("STREAMER_REQUIRE_ALL") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable(reason)
     server = RtspServer()
     try:
         yield server

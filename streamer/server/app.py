@@ -351,18 +351,22 @@ def _classify_records(
 
 @dataclass(eq=False)
 class _Connection:
-    """One WebSocket: its queue of results, its WebRTC peers, the cameras it shares."""
+    """One WebSocket: its queue of results and its WebRTC peers."""
 
     client: Client
     remote: object
     peers: set[RTCPeerConnection] = field(default_factory=set)
-    cameras: set[str] = field(default_factory=set)
     complained: bool = False  # a bad message from it has been logged
 
-    def complain(self, text: str) -> None:
-        """Log the first bad message of this connection; later ones are answered, not logged."""
-        if not self.complained:
-            self.complained = True
+    def complain(self, text: str, *, failure: bool = False) -> None:
+        """Log the first bad message of this connection (``failure``: one we failed on, with its traceback);
+        later ones are answered, not logged."""
+        if self.complained:
+            return
+        self.complained = True
+        if failure:
+            log.warning("WebSocket %s: a message could not be handled", self.remote, exc_info=True)
+        else:
             log.info("WebSocket %s sent a bad message (%s); later ones are answered but not logged", self.remote, text)
 
 
@@ -401,8 +405,7 @@ class StreamerServer:
         self._web_root = self.config.web_dir.resolve()
         self._tracks: dict[str, set[FrameTrack]] = {}  # per stream, the WebRTC tracks watching it
         self._tracks_lock = threading.Lock()
-        self._peers: dict[RTCPeerConnection, _Connection] = {}  # every open peer connection and its owner
-        self._closers: dict[RTCPeerConnection, list[Callable[[], None]]] = {}  # what to undo when each closes
+        self._peers: dict[RTCPeerConnection, list[Callable[[], None]]] = {}  # every open peer: what its close undoes
         self._tasks: set[asyncio.Task[None]] = set()  # ICE timeouts and peer closes in flight
         self._add_source, self._remove_source = add_source, remove_source
         self._cameras = 0
@@ -512,10 +515,9 @@ class StreamerServer:
     def _adopt(self, peer: RTCPeerConnection, connection: _Connection, on_close: Callable[[], None]) -> None:
         """Own ``peer``: closed with its WebSocket, when its connection fails, or if ICE has not
         connected within ``ice_timeout_s``; ``on_close`` then runs once."""
-        self._peers[peer] = connection
         connection.peers.add(peer)
-        closers: list[Callable[[], None]] = [on_close]
-        self._closers[peer] = closers
+        closers: list[Callable[[], None]] = [lambda: connection.peers.discard(peer), on_close]
+        self._peers[peer] = closers
 
         @peer.on("connectionstatechange")  # type: ignore[untyped-decorator]
         async def _state() -> None:
@@ -546,11 +548,7 @@ class StreamerServer:
 
     async def _close_peer(self, peer: RTCPeerConnection) -> None:
         """Forget ``peer``, run its cleanup and close it; a second call does nothing."""
-        connection = self._peers.pop(peer, None)
-        closers = self._closers.pop(peer, [])
-        if connection is not None:
-            connection.peers.discard(peer)
-        for close in closers:
+        for close in self._peers.pop(peer, []):
             try:
                 close()
             except Exception:
@@ -614,10 +612,8 @@ class StreamerServer:
                 self.hub.private[stream] = client
             add(TrackSource(stream, track, loop))
             added.append(stream)
-            connection.cameras.add(stream)
 
         def end_camera() -> None:
-            connection.cameras.discard(stream)
             self.hub.retire(stream)  # results still in the pipeline reach nobody
             if added:
                 self._spawn(asyncio.to_thread(remove, stream))
@@ -832,9 +828,7 @@ class StreamerServer:
             connection.complain(f"{exc.code}: {str(exc)[:120]}")
             return wire.error(exc)
         except Exception as exc:  # a bug of ours: the client gets one line, the log one traceback per connection
-            if not connection.complained:
-                log.warning("WebSocket %s: a message could not be handled", connection.remote, exc_info=True)
-            connection.complained = True
+            connection.complain(type(exc).__name__, failure=True)
             return wire.error(
                 wire.WireError("internal", f"the server could not handle this message ({type(exc).__name__})")
             )

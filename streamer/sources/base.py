@@ -92,9 +92,11 @@ class SourceStats:
 _SECRET_WORDS = ("pass", "pwd", "token", "auth", "key", "secret", "sig", "credential", "session", "cookie")
 
 
-def _secret_name(name: str) -> bool:
-    folded = name.lower().replace("-", "_")
-    return any(word in folded for word in _SECRET_WORDS)
+def _secret_value(field: str) -> str | None:
+    """The value of a query field (``name=value``) whose name looks like a secret's; ``None`` for others."""
+    name, sep, value = field.partition("=")
+    folded = unquote(name).lower().replace("-", "_")
+    return value if sep and value and any(word in folded for word in _SECRET_WORDS) else None
 
 
 def secrets_in(url: str) -> list[str]:
@@ -105,8 +107,7 @@ def secrets_in(url: str) -> list[str]:
     except ValueError:
         return []
     for field in parts.query.split("&"):
-        name, sep, value = field.partition("=")
-        if sep and value and _secret_name(unquote(name)):
+        if (value := _secret_value(field)) is not None:
             found += [value, unquote(value)]
     return sorted({f for f in found if f}, key=lambda text: (-len(text), text))  # longest first: no partial
 
@@ -133,10 +134,7 @@ def redact(url: str) -> str:
         host = f"{host}:{port}" if port is not None else host
         parts = parts._replace(netloc=f"{parts.username}:***@{host}")
     if parts.query:
-        fields = []
-        for field in parts.query.split("&"):
-            name, sep, value = field.partition("=")
-            fields.append(f"{name}=***" if sep and value and _secret_name(unquote(name)) else field)
+        fields = [f"{f.partition('=')[0]}=***" if _secret_value(f) else f for f in parts.query.split("&")]
         parts = parts._replace(query="&".join(fields))
     return urlunsplit(parts)
 

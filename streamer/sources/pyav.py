@@ -174,9 +174,12 @@ class PyAVSource(Source):
                         container.seek(0)
                     else:
                         return  # stopped, or the consumer is gone
-                    short = short_read(container, container.streams.video[0], *self._progress, whole=not self.loop)
+                    once = not (self.reconnect or self.loop)  # a file read once: did it end where it says?
+                    short = (
+                        short_read(container, container.streams.video[0], *self._progress, whole=True) if once else None
+                    )
                 if not self.reconnect:
-                    if short is not None and not self.loop:
+                    if short is not None:
                         self._error(short)
                     self._set_state(SourceState.ENDED)
                     return
@@ -188,8 +191,10 @@ class PyAVSource(Source):
                     return
                 if not self.reconnect:
                     frames, seconds = self._progress
-                    where = f"decoding stopped after frame {frames} ({seconds:.3f} s)" if frames else "cannot decode"
-                    self._fail(f"{where} {self.url}: {message}" if not frames else f"{where}: {message}")
+                    if frames:
+                        self._fail(f"decoding stopped after frame {frames} ({seconds:.3f} s): {message}")
+                    else:
+                        self._fail(f"cannot decode {self.url}: {message}")
                     return
                 reason = message
                 failures += 1

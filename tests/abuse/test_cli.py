@@ -25,6 +25,7 @@ import pytest
 
 from tests.media import black_png, make_clip
 from tests.process import REPO, spawn
+from tests.required import unavailable
 
 SAMPLES = REPO / "samples"
 
@@ -75,9 +76,7 @@ def read_only(tmp_path: Path) -> Iterator[tuple[Path, tuple[str, ...]]]:
         else None
     )
     if probe is None or probe.returncode != 0:
-        if os.environ.get("STREAMER_REQUIRE_ALL"):
-            pytest.fail("cannot mount a read-only folder (needs unshare -m and mount as root)")
-        pytest.skip("cannot mount a read-only folder here")
+        unavailable("cannot mount a read-only folder (needs unshare -m and mount as root)")
     yield folder, ("unshare", "-m", "sh", "-c", f'mount -t tmpfs -o ro,size=1m tmpfs {folder} && exec "$@"', "-")
 
 

@@ -11,6 +11,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.abuse.conftest import Server, assert_error, ping_pong, recv_json
+from tests.fuzz import random_json
 
 SEED = 20240611
 Payload = str | bytes
@@ -102,31 +103,14 @@ def random_text(rng: random.Random, count: int) -> list[tuple[Payload, str]]:
 
 def random_objects(rng: random.Random, count: int) -> list[tuple[Payload, str]]:
     """JSON objects with random keys and values whose ``type`` is never a known one."""
-
-    def value(depth: int) -> Any:
-        pick = rng.randrange(8 if depth < 4 else 5)
-        if pick == 0:
-            return None
-        if pick == 1:
-            return rng.random() < 0.5
-        if pick == 2:
-            return rng.randint(-(10**12), 10**12)
-        if pick == 3:
-            return rng.uniform(-1e9, 1e9)
-        if pick == 4:
-            return "".join(rng.choice('abc"\\/é😀 ') for _ in range(rng.randrange(20)))
-        if pick in (5, 6):
-            return [value(depth + 1) for _ in range(rng.randrange(5))]
-        return {str(rng.randrange(100)): value(depth + 1) for _ in range(rng.randrange(5))}
-
     cases: list[tuple[Payload, str]] = []
     for _ in range(count):
-        message = {f"k{rng.randrange(50)}": value(0) for _ in range(rng.randrange(6))}
+        message = {f"k{rng.randrange(50)}": random_json(rng, 1) for _ in range(rng.randrange(6))}
         for key in ("id", "records", "streams", "stream", "sdp", "top_k"):
             if rng.random() < 0.2:
-                message[key] = value(2)
+                message[key] = random_json(rng, 2)
         if rng.random() < 0.7:
-            message["type"] = rng.choice([None, 1, "", "Ping", "subscribe ", "offer2", value(3), "x" * 50])
+            message["type"] = rng.choice([None, 1, "", "Ping", "subscribe ", "offer2", random_json(rng, 3), "x" * 50])
         cases.append((json.dumps(message), "error"))
     return cases
 

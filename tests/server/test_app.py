@@ -31,6 +31,7 @@ from streamer.results import Category, FrameResult
 from streamer.server import wire
 from streamer.server.app import WEB_DIR, ServerConfig, StreamerServer, host_allowed
 from streamer.tasks import Classifier, ClassifierOptions
+from tests.fuzz import random_json
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 TOKEN = "s3cret-t0ken"
@@ -534,28 +535,6 @@ def test_a_client_that_never_reads_does_not_grow_memory_or_slow_others() -> None
 # --- 6. malformed messages -----------------------------------------------------------------------
 
 
-def _random_json(rng: random.Random, depth: int = 0) -> Any:
-    keys = ["type", "id", "records", "streams", "sdp", "stream", "top_k", "image", "x", ""]
-    types = ["ping", "subscribe", "classify", "offer", "PING", "", "result", None, 1]
-    kind = rng.randrange(9 if depth < 4 else 5)
-    if kind == 0:
-        return None
-    if kind == 1:
-        return rng.random() < 0.5
-    if kind == 2:
-        return rng.choice([0, -1, 11, 10**30, rng.randrange(-1000, 1000)])
-    if kind == 3:
-        return rng.uniform(-1e6, 1e6)
-    if kind == 4:
-        return "".join(chr(rng.randrange(32, 0x2FF)) for _ in range(rng.randrange(12)))
-    if kind == 5:
-        return [_random_json(rng, depth + 1) for _ in range(rng.randrange(12))]
-    data = {rng.choice(keys): _random_json(rng, depth + 1) for _ in range(rng.randrange(5))}
-    if kind >= 7:
-        data["type"] = rng.choice(types)
-    return data
-
-
 def _garbage(rng: random.Random, n: int) -> list[str | bytes]:
     """``n`` client messages that :func:`wire.decode` rejects: binary, random text, random JSON."""
     out: list[str | bytes] = []
@@ -568,7 +547,7 @@ def _garbage(rng: random.Random, n: int) -> list[str | bytes]:
             alphabet = rng.choice([(32, 127), (0, 0xD7FF), (0x1F300, 0x1F6FF)])
             message = "".join(chr(rng.randrange(*alphabet)) for _ in range(rng.randrange(300)))
         else:
-            message = json.dumps(_random_json(rng))
+            message = json.dumps(random_json(rng))
         try:
             wire.decode(message)
         except wire.WireError:

@@ -16,9 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from streamer.server.app import StreamerServer
+from tests.required import unavailable
 
 CHROMIUM = os.environ.get("STREAMER_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
@@ -34,12 +33,6 @@ CHROMIUM_ARGS = [
     "--disable-features=WebRtcHideLocalIpsWithMdns",
     "--autoplay-policy=no-user-gesture-required",
 ]
-
-
-def unavailable(reason: str) -> None:
-    if os.environ.get("STREAMER_REQUIRE_ALL") == "1":
-        pytest.fail(f"{reason} (STREAMER_REQUIRE_ALL=1)")
-    pytest.skip(reason)
 
 
 @contextmanager
