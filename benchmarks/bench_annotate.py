@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from streamer.annotation.job import annotate
 from streamer.annotation.reader import VideoItem, VideoReader
 from streamer.cli import main as streamer_main
+from streamer.inference.backend import Request
 from streamer.results import FrameResult
 from streamer.sinks.video import VideoWriter
 from streamer.tasks import Classifier, ClassifierOptions, RunningMode
@@ -72,7 +73,7 @@ def decode_all(path: Path) -> list[VideoItem]:
 def infer_all(classifier: Classifier, items: list[VideoItem]) -> list[FrameResult]:
     results: list[FrameResult] = []
     for i in range(0, len(items), BATCH):
-        results += classifier.process([item.image for item in items[i : i + BATCH]])
+        results += classifier.backend.cascade.run([Request("", item.image) for item in items[i : i + BATCH]])
     return results
 
 
@@ -124,7 +125,7 @@ def naive(options: ClassifierOptions, path: Path, out: Path, *, our_writer: bool
 
 def stages_alone(classifier: Classifier, clip: Path, folder: Path) -> tuple[int, float, dict[str, tuple[float, float]]]:
     """Frames, objects per frame, and (wall, CPU) seconds of each stage alone; the frames are freed on return."""
-    classifier.process([decode_all(clip)[0].image] * BATCH)  # warm up
+    classifier.backend.cascade.run([Request("", decode_all(clip)[0].image)] * BATCH)  # warm up
     items, decode_s, decode_cpu = timed(lambda: decode_all(clip))
     results, infer_s, infer_cpu = timed(lambda: infer_all(classifier, items))
     _, encode_s, encode_cpu = timed(lambda: encode_all(clip, folder / "encode.mp4", items, results))

@@ -23,7 +23,7 @@ Both clocks are this machine's wall clock. Printed: p50/p95 of both over
 ``--duration`` seconds (after a warm-up) and the frames measured. Target: p95
 < 250 ms at 30 fps. The baseline, to split the overlay's latency, is the
 pipeline's own ``timings_ms["age"]`` (capture -> result on the server) and the
-bare ``classifier.process([frame])`` time.
+bare ``cascade.run([frame])`` (the models on the calling thread) time.
 
 Part 2, the hub. A ``StreamerServer`` (port 0) and ``--clients`` real
 WebSocket clients (``websockets.asyncio.client``) on another thread's loop. A
@@ -62,11 +62,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
+from streamer.frames import Frame
+from streamer.inference.backend import Request
 from streamer.pipeline.pipeline import Pipeline
 from streamer.results import Category, Detection, FrameResult
 from streamer.server import wire
 from streamer.server.app import ServerConfig, StreamerServer
-from streamer.sources.base import Frame, Source, SourceState
+from streamer.sources.base import Source, SourceState
 from streamer.tasks import Classifier, ClassifierOptions
 from tests.media import clip_frame, photo
 from tests.web.browser import CHROMIUM, CHROMIUM_ARGS  # the same browser and flags as the page tests
@@ -221,11 +223,11 @@ def latency(duration: float, warmup: float) -> None:
     source = StampedSource("cam", t0_ms)
     image = source._frames[0]
     for _ in range(3):
-        classifier.process([image])
+        classifier.backend.cascade.run([Request("", image)])
     calls = []
     for _ in range(15):
         start = time.perf_counter()
-        classifier.process([image])
+        classifier.backend.cascade.run([Request("", image)])
         calls.append((time.perf_counter() - start) * 1000.0)
     bare_ms = statistics.median(calls)
 
@@ -243,13 +245,13 @@ def latency(duration: float, warmup: float) -> None:
         if server is not None:
             server.publish_frame(frame.stream_id, frame.image, frame.pts_ms)
 
-    pipeline = Pipeline(classifier, on_result=on_result, on_frame=on_frame, max_batch=4, max_frame_age_ms=500)
+    pipeline = Pipeline(classifier.backend, on_result=on_result, on_frame=on_frame, max_batch=4, max_frame_age_ms=500)
     pipeline.add(source)
     print(
         f"latency: stages classify on {classifier.provider}, {SIZE[0]}x{SIZE[1]} @ {FPS} fps stamped source -> "
         f"Pipeline -> StreamerServer -> headless Chromium over loopback WebRTC"
     )
-    print(f"    bare classifier.process([frame]): {bare_ms:.1f} ms (median of 15)")
+    print(f"    bare cascade.run([frame]): {bare_ms:.1f} ms (median of 15)")
     with loop_thread() as loop, classifier:
         started = StreamerServer(ServerConfig(port=0), stats=pipeline.stats)
         on(loop, started.start())

@@ -12,7 +12,7 @@ the default ``classify`` stage is sustainable on 2 cores; four overload them:
 drops are expected, but age must stay bounded (about ``max_frame_age_ms`` plus
 one batch at worst).
 
-The baseline is the bare model time, ``classifier.process([frame])`` (median
+The baseline is the bare model time, ``cascade.run([frame])`` (the models on the calling thread) (median
 of 30 calls on one frame of the clip): the ages read against it, and
 ``age p50 / bare`` says how much waiting the pipeline adds.
 
@@ -43,9 +43,10 @@ import numpy as np
 # Run as a script, sys.path starts at benchmarks/: put the repo root first so `tests.media` imports.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from streamer.frames import Frame
+from streamer.inference.backend import Request
 from streamer.pipeline.pipeline import Pipeline
 from streamer.results import FrameResult
-from streamer.sources.base import Frame
 from streamer.sources.pyav import PyAVSource
 from streamer.tasks import STAGES, Classifier, ClassifierOptions
 from tests.media import make_clip
@@ -107,7 +108,7 @@ def run(
         record.extend((time.monotonic(), result.timings_ms["age"]))  # one C call: atomic under the GIL
         counts[frame.stream_id] = counts.get(frame.stream_id, 0) + 1
 
-    pipeline = Pipeline(classifier, on_result=on_result, max_batch=4, max_frame_age_ms=MAX_AGE_MS)
+    pipeline = Pipeline(classifier.backend, on_result=on_result, max_batch=4, max_frame_age_ms=MAX_AGE_MS)
     sources = [PyAVSource(f"cam{i}", str(clip), realtime=True, loop=True) for i in range(streams)]
     for source in sources:
         pipeline.add(source)
@@ -172,18 +173,18 @@ def main() -> None:
         with av.open(str(clip)) as container:
             image = next(container.decode(video=0)).to_ndarray(format="rgb24")
         for _ in range(5):  # warm-up
-            classifier.process([image])
+            classifier.backend.cascade.run([Request("", image)])
         calls = []
         for _ in range(30):
             start = time.perf_counter()
-            classifier.process([image])
+            classifier.backend.cascade.run([Request("", image)])
             calls.append((time.perf_counter() - start) * 1000.0)
         bare_ms = statistics.median(calls)
         print(
             f"stages {args.stages} on {classifier.provider}, clip {SIZE[0]}x{SIZE[1]} @ {FPS} fps (x264), Pipeline "
             f"max_batch 4, max_frame_age_ms {MAX_AGE_MS:.0f}"
         )
-        print(f"bare classifier.process([frame]): {bare_ms:.1f} ms (median of 30) = {1000.0 / bare_ms:.1f} frames/s")
+        print(f"bare cascade.run([frame]): {bare_ms:.1f} ms (median of 30) = {1000.0 / bare_ms:.1f} frames/s")
         for streams in (1, 4):
             result = run(classifier, clip, streams, args.duration, warmup=args.warmup)
             report(result)

@@ -30,7 +30,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -45,11 +44,11 @@ from streamer.files import atomic_path, check_outputs
 from streamer.interrupts import terminate_as_interrupt
 from streamer.models import zoo
 from streamer.models.engine import cuda_status
-from streamer.pipeline.pipeline import Pipeline
 from streamer.results import FrameResult
+from streamer.runtime import Runtime
 from streamer.server.app import ServerConfig, StreamerServer
 from streamer.sinks.jsonl import JsonlWriter
-from streamer.sources import SourceState, open_sources
+from streamer.sources import open_sources
 from streamer.sources.images import read_image
 from streamer.tasks import STAGES, Classifier
 from streamer.vision.draw import draw_result, object_label
@@ -95,7 +94,12 @@ def _parser() -> argparse.ArgumentParser:
     draw.add_argument("--force", action="store_true", help="replace the picture if it exists")
 
     run = commands.add_parser("run", parents=[common, stages], help="classify video files, cameras and streams")
-    run.add_argument("sources", nargs="+", metavar="SOURCE", help="video file, rtsp:// or http(s):// URL, camera 0")
+    run.add_argument(
+        "sources",
+        nargs="*",
+        metavar="SOURCE",
+        help="video file, rtsp:// or http(s):// URL, camera 0; adds to config.toml's [[streams]]",
+    )
     run.add_argument(
         "--jsonl",
         type=Path,
@@ -115,7 +119,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=float, help="stop after this many seconds (> 0)")
 
     serve = commands.add_parser("serve", parents=[common, stages], help="serve results to browsers over WebSockets")
-    serve.add_argument("sources", nargs="*", metavar="SOURCE", help="video file, rtsp:// URL, camera 0")
+    serve.add_argument(
+        "sources", nargs="*", metavar="SOURCE", help="video file, rtsp:// URL, camera 0; adds to [[streams]]"
+    )
     serve.add_argument("--host", help="address to bind (default 127.0.0.1; others need a token)")
     serve.add_argument("--port", type=int, help="port (default 8080; 0 picks a free one)")
     serve.add_argument("--token", help="access token for /ws, /api and /metrics (or STREAMER_TOKEN)")
@@ -273,17 +279,10 @@ def _results_file(args: argparse.Namespace, inputs: list[Path]) -> Iterator[Text
         yield handle
 
 
-def _wait(pipeline: Pipeline, duration: float | None, stop: threading.Event) -> None:
-    """Until every source is done, ``duration`` seconds pass, or ``stop`` is set."""
-    deadline = None if duration is None else time.monotonic() + duration
-    while not stop.is_set():
-        step = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
-        if step <= 0 or pipeline.wait(step):
-            return
-
-
 def _run(args: argparse.Namespace, config: Config) -> int:
     _check_run_options(args)
+    if not args.sources and not config["streams"]:
+        raise ConfigError("nothing to run: give SOURCE... or [[streams]] tables in config.toml")
     sources = open_sources(args.sources, realtime=args.realtime, loop=args.loop)
     inputs = [Path(spec) for spec in args.sources if Path(spec).exists()]
     lossless = any(not source.live for source in sources)
@@ -300,30 +299,31 @@ def _run(args: argparse.Namespace, config: Config) -> int:
             except BrokenPipeError:
                 closed.set()
 
-        options = config.classifier_options(stages=args.stages or config["stages"])
-        with terminate_as_interrupt(), Classifier.create_from_options(options) as model:
-            pipeline = Pipeline(
-                model,
-                on_result=deliver,
+        with terminate_as_interrupt():
+            runtime = Runtime(
+                config,
+                stages=args.stages,
+                lossless=lossless,
                 max_batch=args.max_batch,
                 max_frame_age_ms=args.max_frame_age_ms,
-                lossless=lossless,
             )
+        try:
+            runtime.subscribe(deliver)
             for source in sources:
-                pipeline.add(source, inference_fps=args.inference_fps)
-            pipeline.start()
-            try:
-                _wait(pipeline, args.duration, closed)
-            except KeyboardInterrupt:
-                log.info("stopping")
-            finally:
-                with terminate_as_interrupt():  # a second signal while stopping changes nothing
-                    pipeline.stop()
+                runtime.add_source(source, inference_fps=args.inference_fps)
+            runtime.start()
+            with terminate_as_interrupt():
+                runtime.run_until(closed, args.duration)
+        except KeyboardInterrupt:
+            log.info("stopping")
+        finally:
+            with terminate_as_interrupt():  # a second signal while stopping changes nothing
+                runtime.stop()
     if closed.is_set():
         raise _StdoutClosed
-    failed = [s.stats() for s in sources if s.state is SourceState.FAILED]
-    for stats in failed:
-        print(f"streamer: error: {stats.stream_id}: {stats.last_error}", file=sys.stderr)
+    failed = runtime.failed
+    for reason in failed:
+        print(f"streamer: error: {reason}", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -340,45 +340,53 @@ def _server_config(config: Config) -> ServerConfig:
         max_peers=config["server.max_peers"],
         max_peers_per_client=config["server.max_peers_per_client"],
         share_cameras=config["server.share_cameras"],
+        max_body_bytes=config["server.max_body_bytes"],
     )
 
 
 def _serve(args: argparse.Namespace, config: Config) -> int:
     server_config = _server_config(config)
     sources = open_sources(args.sources, realtime=True, loop=args.loop)
-    stages = args.stages or config["stages"]
-    with Classifier.create_from_options(config.classifier_options(stages=stages)) as model:
-        if model.provider == "CPUExecutionProvider" and config["device"] == "auto":
-            log.info("running on CPU: %s", cuda_status() or "the CUDA provider is not available")
-        pipeline = Pipeline(
-            model,
-            on_result=lambda result, frame: server.publish_result(result),
-            on_frame=lambda frame: server.publish_frame(frame.stream_id, frame.image, frame.pts_ms),
-            max_batch=config["server.max_batch"],
-            max_frame_age_ms=config["server.max_frame_age_ms"],
-        )
-        server = StreamerServer(
-            server_config, model, stats=pipeline.stats, add_source=pipeline.add, remove_source=pipeline.remove
-        )
+    runtime = Runtime(config, stages=args.stages, reread=lambda: load_config(args.config, overrides=_overrides(args)))
+    if runtime.provider == "CPUExecutionProvider" and config["device"] == "auto":
+        log.info("running on CPU: %s", cuda_status() or "the CUDA provider is not available")
+    for source in sources:
+        runtime.add_source(source)
+    server = StreamerServer(server_config, runtime)
 
-        async def main() -> None:
-            stop = asyncio.Event()
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)  # as Ctrl-C: a clean stop
-            async with server:  # logs "serving on URL"; print it too, for scripts reading stdout
-                print(f"streamer: serving on {server.url}", flush=True)
-                for source in sources:
-                    pipeline.add(source)
-                pipeline.start()
-                try:
-                    await stop.wait()
-                    log.info("stopping (SIGTERM)")
-                finally:
-                    await asyncio.to_thread(pipeline.stop)
-
+    async def reload() -> None:
         try:
-            asyncio.run(main())
-        except KeyboardInterrupt:
-            log.info("stopped")
+            models = await asyncio.to_thread(runtime.reload)
+        except StreamerError as exc:
+            log.error("reload (SIGHUP) failed; the running models stay: %s", exc)
+            return
+        log.info("reloaded (SIGHUP): %s", ", ".join(f"{m.task} {m.tag}" for m in models))
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)  # as Ctrl-C: a clean stop
+        reloads: set[asyncio.Task[None]] = set()
+
+        def on_hangup() -> None:
+            task = loop.create_task(reload())
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_hangup)
+        async with server:  # logs "serving on URL"; print it too, for scripts reading stdout
+            print(f"streamer: serving on {server.url}", flush=True)
+            runtime.start()
+            try:
+                await stop.wait()
+                log.info("stopping (SIGTERM)")
+            finally:
+                await asyncio.to_thread(runtime.stop)
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        log.info("stopped")
     return 0
 
 

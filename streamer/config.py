@@ -6,6 +6,9 @@ section); the environment spells them ``STREAMER_<SECTION>_<KEY>`` in capitals
 environment are comma-separated. An unknown key or a bad value is a
 :class:`ConfigError` naming the key, the value, where it came from and what is
 allowed.
+
+Streams to run come as ``[[streams]]`` tables (:class:`StreamSpec`); the
+command line's sources add to them.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from streamer.errors import ConfigError, InputNotFoundError
+from streamer.inference.cascade import DEFAULT_CLASSIFIER, DEFAULT_DETECTOR, STAGES, CascadeConfig
 from streamer.models.engine import DEVICES
 from streamer.models.spec import (
     COLORS,
@@ -30,11 +34,12 @@ from streamer.models.spec import (
     ClassifierModel,
     DetectorModel,
 )
+from streamer.sources import default_stream_id
 from streamer.sources.images import DEFAULT_LIMITS, ImageLimits
-from streamer.tasks import DEFAULT_CLASSIFIER, DEFAULT_DETECTOR, STAGES, ClassifierOptions, RunningMode
+from streamer.tasks import ClassifierOptions, RunningMode
 from streamer.vision.preprocess import RegionOfInterest
 
-__all__ = ["ENV_PREFIX", "SCHEMA", "Config", "load_config"]
+__all__ = ["ENV_PREFIX", "SCHEMA", "Config", "StreamSpec", "load_config"]
 
 ENV_PREFIX = "STREAMER_"
 #: variables with the prefix that are not configuration keys.
@@ -88,6 +93,7 @@ SCHEMA: dict[str, dict[str, Kind]] = {
         "max_peers": _INT,
         "max_peers_per_client": _INT,
         "share_cameras": Kind(bool),
+        "max_body_bytes": _INT,
     },
     "classifier": {
         "model": _STR,
@@ -159,9 +165,83 @@ DEFAULTS: dict[str, Any] = {
     "server.max_peers": 32,
     "server.max_peers_per_client": 4,
     "server.share_cameras": False,
+    "server.max_body_bytes": 32 * 1024 * 1024,
     "limits.max_image_pixels": DEFAULT_LIMITS.max_pixels,
     "limits.max_aspect_ratio": DEFAULT_LIMITS.max_aspect_ratio,
+    "streams": (),
 }
+
+
+MAX_STREAM_ID = 64
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamSpec:
+    """One stream to run: ``id`` (shown on the page and in results), ``source`` (a file, URL or camera index)
+    and its options: ``realtime`` plays a file at its own speed, ``loop`` repeats it, ``inference_fps`` caps
+    how often it is inferred (``None``: as often as the models keep up). Validated on creation."""
+
+    id: str
+    source: str
+    realtime: bool = True
+    loop: bool = False
+    inference_fps: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.source, str) or not self.source.strip():
+            raise ConfigError(f"stream source = {self.source!r}; expected a file, a URL or a camera index")
+        if (
+            not isinstance(self.id, str)
+            or not self.id
+            or len(self.id) > MAX_STREAM_ID
+            or not self.id.isprintable()
+            or self.id != self.id.strip()
+        ):
+            raise ConfigError(
+                f"stream id {self.id!r:.80}: expected 1 to {MAX_STREAM_ID} printable characters, "
+                "no leading or trailing spaces"
+            )
+        for name in ("realtime", "loop"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"stream {self.id!r}: {name} = {getattr(self, name)!r}; expected true or false")
+        fps = self.inference_fps
+        if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= 1000):
+            raise ConfigError(
+                f"stream {self.id!r}: inference_fps = {fps!r}; expected a number of frames per second in (0, 1000]"
+            )
+
+    @classmethod
+    def from_table(cls, table: object, where: str) -> StreamSpec:
+        """A spec from a ``[[streams]]`` table (or a JSON object); errors name ``where`` and the key."""
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{where} is not a table; expected id, source and options such as loop")
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(table) - set(known))
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {unknown[0]!r}; known keys: {', '.join(known)}")
+        if "source" not in table:
+            raise ConfigError(f"{where} has no source; give a file, a URL or a camera index")
+        values = dict(table)
+        if isinstance(values["source"], int) and not isinstance(values["source"], bool):
+            values["source"] = str(values["source"])  # a camera index
+        if isinstance(values["source"], str) and not values.get("id"):
+            values["id"] = default_stream_id(values["source"])
+        try:
+            return cls(**values)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
+
+def _streams(raw: object, origin: str) -> tuple[StreamSpec, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError(f"streams ({origin}) must be [[streams]] tables, each with id, source and options")
+    specs = tuple(StreamSpec.from_table(table, f"streams[{i}] ({origin})") for i, table in enumerate(raw))
+    seen: set[str] = set()
+    for i, spec in enumerate(specs):
+        if spec.id in seen:
+            raise ConfigError(f"streams[{i}] ({origin}): id {spec.id!r} is used twice; give each stream its own id")
+        seen.add(spec.id)
+    return specs
 
 
 def _scalar(key: str, raw: Any, kind: Kind, origin: str) -> Any:
@@ -228,7 +308,9 @@ def _kind(key: str, origin: str) -> Kind:
 def _flatten_toml(data: Mapping[str, Any], origin: str) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for name, value in data.items():
-        if isinstance(value, dict):
+        if name == "streams":
+            flat[name] = _streams(value, origin)
+        elif isinstance(value, dict):
             if name not in SCHEMA or not name:
                 raise ConfigError(
                     f"unknown configuration section [{name}] ({origin}); known: {', '.join(s for s in SCHEMA if s)}"
@@ -306,6 +388,11 @@ class Config:
         }
         return ClassifierOptions(**{**values, **extra})
 
+    def cascade_config(self, stages: str | None = None) -> CascadeConfig:
+        """What the inference core runs (``stages`` overrides the config's)."""
+        options = self.classifier_options(stages=stages) if stages else self.classifier_options()
+        return options.cascade_config()
+
     def image_limits(self) -> ImageLimits:
         """The largest image that is decoded, from a file or an upload (``[limits]``)."""
         return ImageLimits(self["limits.max_image_pixels"], self["limits.max_aspect_ratio"])
@@ -336,6 +423,10 @@ def load_config(
     )
     layers.append(("command line", {k: v for k, v in (overrides or {}).items() if v is not None}))
     for origin, layer in layers:
+        if "streams" in layer:
+            if origin != str(path):
+                raise ConfigError(f"streams ({origin}) can only be set in config.toml as [[streams]] tables")
+            values["streams"] = layer.pop("streams")
         for key, raw in layer.items():
             where = f"from {origin}"
             if origin == "environment":

@@ -7,18 +7,25 @@
      "objects": [{"box": [x1, y1, x2, y2], "class_id", "name", "confidence",
                   "classes": [...]}, ...]}
 
-A regression head adds ``"values": [...]``.
+A regression head adds ``"values": [...]``; a tracked object adds
+``"track_id"``; ``"models"`` names the model versions that made the result.
+
+Objects stay arrays (:class:`Detections`) from the detector to ``to_dict``;
+iterating them gives :class:`Detection` views, one per object.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
+
+import numpy as np
 
 from streamer.errors import ImageError
 
-__all__ = ["Category", "Detection", "FrameResult"]
+__all__ = ["Category", "Detection", "Detections", "FrameResult"]
 
 
 def _finite(owner: str, name: str, value: float) -> None:
@@ -60,6 +67,7 @@ class Detection:
     name: str
     confidence: float
     classes: tuple[Category, ...] = ()
+    track_id: int | None = None
 
     def __post_init__(self) -> None:
         if len(self.box) != 4:
@@ -72,13 +80,169 @@ class Detection:
         _finite("Detection", "confidence", self.confidence)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "box": [round(v, 2) for v in self.box],
-            "class_id": self.class_id,
-            "name": self.name,
-            "confidence": round(self.confidence, 6),
-            "classes": [c.to_dict() for c in self.classes],
-        }
+        return _object_dict(self.box, self.class_id, self.name, self.confidence, self.classes, self.track_id)
+
+
+def _object_dict(
+    box: Sequence[float],
+    class_id: int,
+    name: str,
+    confidence: float,
+    classes: tuple[Category, ...],
+    track_id: int | None,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "box": [round(float(v), 2) for v in box],
+        "class_id": class_id,
+        "name": name,
+        "confidence": round(confidence, 6),
+        "classes": [c.to_dict() for c in classes],
+    }
+    if track_id is not None:
+        out["track_id"] = track_id
+    return out
+
+
+def _column(owner: str, name: str, value: object, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
+    """``value`` as a ``dtype`` array of ``shape`` (``-1``: any length), or a ValueError saying expected and got."""
+    array = np.asarray(value)
+    if array.ndim != len(shape) or any(want not in (-1, got) for want, got in zip(shape, array.shape, strict=True)):
+        wanted = "[" + ", ".join("K" if n == -1 else str(n) for n in shape) + "]"
+        raise ValueError(f"{owner}.{name} must have shape {wanted}, got {list(array.shape)}")
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+@dataclass(frozen=True, eq=False)
+class Detections:
+    """The objects of one image as arrays, best first; validated on creation.
+
+    ``boxes`` float32 ``[K, 4]`` ``(x1, y1, x2, y2)`` in source pixels;
+    ``scores`` float32 ``[K]``; ``class_ids`` int64 ``[K]``; ``track_ids``
+    int64 ``[K]`` or ``None`` (not tracked). ``names`` are the class names
+    (empty until the detector's names are attached); ``classes`` each
+    object's second-stage classes (empty: not classified).
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+    track_ids: np.ndarray | None = None
+    names: tuple[str, ...] = ()
+    classes: tuple[tuple[Category, ...], ...] = ()
+
+    def __post_init__(self) -> None:
+        boxes = _column("Detections", "boxes", self.boxes, np.float32, (-1, 4))
+        count = boxes.shape[0]
+        set_ = object.__setattr__
+        set_(self, "boxes", boxes)
+        set_(self, "scores", _column("Detections", "scores", self.scores, np.float32, (count,)))
+        set_(self, "class_ids", _column("Detections", "class_ids", self.class_ids, np.int64, (count,)))
+        if self.track_ids is not None:
+            set_(self, "track_ids", _column("Detections", "track_ids", self.track_ids, np.int64, (count,)))
+        for name, items in (("names", self.names), ("classes", self.classes)):
+            if items and len(items) != count:
+                raise ValueError(f"Detections.{name} must have one entry per object ({count}), got {len(items)}")
+        if not (np.isfinite(boxes).all() and np.isfinite(self.scores).all()):
+            raise ValueError("Detections.boxes and scores must be finite numbers")
+        if count and ((boxes[:, 2] < boxes[:, 0]).any() or (boxes[:, 3] < boxes[:, 1]).any()):
+            raise ValueError("Detections.boxes must have x1 <= x2 and y1 <= y2")
+
+    @classmethod
+    def empty(cls) -> Detections:
+        """No objects, with the usual shapes and dtypes."""
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+
+    @classmethod
+    def of(cls, objects: Sequence[Detection]) -> Detections:
+        """Arrays from :class:`Detection` records (hand-made results, tests)."""
+        if not objects:
+            return cls.empty()
+        tracked = any(o.track_id is not None for o in objects)
+        return cls(
+            np.array([o.box for o in objects], np.float32).reshape(-1, 4),
+            np.array([o.confidence for o in objects], np.float32),
+            np.array([o.class_id for o in objects], np.int64),
+            np.array([-1 if o.track_id is None else o.track_id for o in objects], np.int64) if tracked else None,
+            tuple(o.name for o in objects),
+            tuple(o.classes for o in objects),
+        )
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    @overload
+    def __getitem__(self, index: int) -> Detection: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Detection, ...]: ...
+    def __getitem__(self, index: int | slice) -> Detection | tuple[Detection, ...]:
+        if isinstance(index, slice):
+            return tuple(self._record(i) for i in range(len(self))[index])
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"object {index} of {len(self)}")
+        return self._record(index % len(self))
+
+    def __iter__(self) -> Iterator[Detection]:
+        return (self._record(i) for i in range(len(self)))
+
+    def _name(self, i: int) -> str:
+        return self.names[i] if self.names else str(int(self.class_ids[i]))
+
+    def _track(self, i: int) -> int | None:
+        if self.track_ids is None or self.track_ids[i] < 0:
+            return None
+        return int(self.track_ids[i])
+
+    def _record(self, i: int) -> Detection:
+        x1, y1, x2, y2 = (float(v) for v in self.boxes[i])
+        classes = self.classes[i] if self.classes else ()
+        return Detection(
+            (x1, y1, x2, y2), int(self.class_ids[i]), self._name(i), float(self.scores[i]), classes, self._track(i)
+        )
+
+    def select(self, keep: np.ndarray) -> Detections:
+        """The objects where the boolean mask ``keep`` is true (or at the given indices), in order."""
+        index = np.flatnonzero(keep) if np.asarray(keep).dtype == bool else np.asarray(keep, np.int64)
+        return Detections(
+            self.boxes[index],
+            self.scores[index],
+            self.class_ids[index],
+            None if self.track_ids is None else self.track_ids[index],
+            tuple(self.names[i] for i in index) if self.names else (),
+            tuple(self.classes[i] for i in index) if self.classes else (),
+        )
+
+    def shifted(self, dx: float, dy: float) -> Detections:
+        """The same objects with boxes moved by ``(dx, dy)`` (a region's offset in the whole image)."""
+        if not dx and not dy:
+            return self
+        boxes = self.boxes + np.array([dx, dy, dx, dy], np.float32)
+        return Detections(boxes, self.scores, self.class_ids, self.track_ids, self.names, self.classes)
+
+    def with_labels(
+        self, *, names: tuple[str, ...] | None = None, classes: tuple[tuple[Category, ...], ...] | None = None
+    ) -> Detections:
+        """A copy with class names and/or second-stage classes attached."""
+        return Detections(
+            self.boxes,
+            self.scores,
+            self.class_ids,
+            self.track_ids,
+            self.names if names is None else names,
+            self.classes if classes is None else classes,
+        )
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        """The wire format of every object, straight from the arrays."""
+        boxes, scores, ids = self.boxes.tolist(), self.scores.tolist(), self.class_ids.tolist()
+        return [
+            _object_dict(
+                boxes[i], ids[i], self._name(i), scores[i], self.classes[i] if self.classes else (), self._track(i)
+            )
+            for i in range(len(ids))
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,21 +252,27 @@ class FrameResult:
     ``stream`` and ``frame`` identify the frame (``""`` and 0 in IMAGE mode);
     ``pts_ms`` is the source's presentation time, or the caller's timestamp.
     ``values`` holds a regression head's outputs (empty otherwise).
+    ``objects`` are :class:`Detections` (a tuple of :class:`Detection` is
+    converted). ``models`` maps each stage (``classifier``, ``detector``) to
+    the ``name@version`` of the model that ran it.
     """
 
     width: int
     height: int
     classes: tuple[Category, ...] = ()
-    objects: tuple[Detection, ...] = ()
+    objects: Detections = field(default_factory=Detections.empty)
     timings_ms: dict[str, float] = field(default_factory=dict)
     stream: str = ""
     frame: int = 0
     pts_ms: float = 0.0
     values: tuple[float, ...] = ()
+    models: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.width < 1 or self.height < 1:
             raise ImageError(f"FrameResult size must be positive, got {self.width}x{self.height}")
+        if not isinstance(self.objects, Detections):
+            object.__setattr__(self, "objects", Detections.of(tuple(self.objects)))
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -113,8 +283,10 @@ class FrameResult:
             "height": self.height,
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
             "classes": [c.to_dict() for c in self.classes],
-            "objects": [o.to_dict() for o in self.objects],
+            "objects": self.objects.to_dicts(),
         }
         if self.values:
             out["values"] = [float(v) for v in self.values]
+        if self.models:
+            out["models"] = dict(self.models)
         return out

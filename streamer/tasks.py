@@ -1,4 +1,4 @@
-"""The Classifier task: options, stages, running modes.
+"""The Classifier task: options and running modes, a thin facade over the inference core.
 
 Call order::
 
@@ -9,7 +9,9 @@ Call order::
 ``stages`` picks what runs on each frame: ``classify`` (the whole frame),
 ``detect`` (objects only) or ``cascade`` (objects, then each object's crop
 classified, all crops of a frame in one batch). Images are
-``[height, width, 3]`` ``uint8`` RGB arrays.
+``[height, width, 3]`` ``uint8`` RGB arrays. Every mode submits to an
+:class:`~streamer.inference.backend.LocalBackend` built from the options'
+:class:`~streamer.inference.cascade.CascadeConfig`.
 """
 
 from __future__ import annotations
@@ -17,23 +19,23 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import TracebackType
 
 import numpy as np
 
 from streamer.errors import ConfigError, RunningModeError
-from streamer.models.classifier import ClassifierStage, class_mask
+from streamer.frames import Frame, FrameBuffer
+from streamer.inference.backend import LocalBackend, Request
+from streamer.inference.cascade import DEFAULT_CLASSIFIER, DEFAULT_DETECTOR, STAGES, CascadeConfig
+from streamer.models.classifier import ClassifierStage
 from streamer.models.detector import DetectorStage
-from streamer.models.engine import DEVICES
 from streamer.models.spec import ClassifierModel, DetectorModel
 from streamer.pipeline.dispatch import Dispatcher
-from streamer.pipeline.framebuffer import FrameBuffer
 from streamer.pipeline.loop import InferenceLoop
-from streamer.results import Category, Detection, FrameResult
-from streamer.sources.base import Frame
-from streamer.vision.preprocess import RegionOfInterest, check_image, crop_box, roi_pixels
+from streamer.results import FrameResult
+from streamer.vision.preprocess import RegionOfInterest, check_image
 
 __all__ = [
     "DEFAULT_CLASSIFIER",
@@ -45,10 +47,6 @@ __all__ = [
     "RunningMode",
 ]
 
-DEFAULT_CLASSIFIER = "efficientnet-lite0"
-DEFAULT_DETECTOR = "yolov3-tiny"
-STAGES = ("classify", "detect", "cascade")
-
 #: LIVE_STREAM callback: ``(result, image, timestamp_ms)``.
 ResultCallback = Callable[[FrameResult, np.ndarray, int], None]
 
@@ -59,13 +57,6 @@ class RunningMode(enum.Enum):
     IMAGE = "image"
     VIDEO = "video"
     LIVE_STREAM = "live_stream"
-
-
-def _exclusive(allow: tuple[str, ...], deny: tuple[str, ...], prefix: str) -> None:
-    if allow and deny:
-        raise ConfigError(
-            f"{prefix}_allowlist and {prefix}_denylist are both set; they are mutually exclusive, keep one"
-        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,22 +101,7 @@ class ClassifierOptions:
     def __post_init__(self) -> None:
         if not isinstance(self.running_mode, RunningMode):
             raise ConfigError(f"running_mode = {self.running_mode!r}; use RunningMode.IMAGE, VIDEO or LIVE_STREAM")
-        if self.stages not in STAGES:
-            raise ConfigError(f"stages = {self.stages!r} is not allowed; use one of: {', '.join(STAGES)}")
-        if self.max_results is not None and (not isinstance(self.max_results, int) or self.max_results < 1):
-            raise ConfigError(f"max_results = {self.max_results!r}; expected an integer >= 1, or None for all")
-        if not 0.0 <= self.score_threshold <= 1.0:
-            raise ConfigError(f"score_threshold = {self.score_threshold!r}; expected a number in [0, 1]")
-        _exclusive(self.category_allowlist, self.category_denylist, "category")
-        _exclusive(self.object_allowlist, self.object_denylist, "object")
-        if self.cascade_classes and self.stages != "cascade":
-            raise ConfigError(f"cascade_classes is set but stages = {self.stages!r}; use stages = 'cascade'")
-        if not 0.0 <= self.crop_margin <= 1.0:
-            raise ConfigError(f"crop_margin = {self.crop_margin!r}; expected a fraction of the box in [0, 1]")
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
-            raise ConfigError(f"threads = {self.threads!r}; expected an integer >= 1, or None for one per core")
-        if self.device not in DEVICES:
-            raise ConfigError(f"device = {self.device!r} is not allowed; use one of: {', '.join(DEVICES)}")
+        self.cascade_config()  # validates the models' options
         live = self.running_mode is RunningMode.LIVE_STREAM
         if live and self.result_callback is None:
             raise ConfigError("running_mode LIVE_STREAM needs a result_callback(result, image, timestamp_ms)")
@@ -134,6 +110,10 @@ class ClassifierOptions:
                 f"result_callback is only used in LIVE_STREAM mode, not {self.running_mode.name}; remove it"
             )
 
+    def cascade_config(self) -> CascadeConfig:
+        """The inference core's part of these options (everything but the running mode's)."""
+        return CascadeConfig(**{f.name: getattr(self, f.name) for f in fields(CascadeConfig)})
+
 
 class Classifier:
     """Detects and/or classifies images with ONNX models. Build with :meth:`create_from_options`."""
@@ -141,48 +121,18 @@ class Classifier:
     def __init__(self, options: ClassifierOptions, *, _token: object = None) -> None:
         if _token is not _CREATE:
             raise TypeError("use Classifier.create_from_options(options) or create_from_model_path(path)")
-        self.options = o = options
-        self.detector: DetectorStage | None = None
-        self.classifier: ClassifierStage | None = None
-        if o.stages != "classify":
-            self.detector = DetectorStage(
-                o.detector,
-                device=o.device,
-                cache_dir=o.cache_dir,
-                threads=o.threads,
-                allowlist=o.object_allowlist,
-                denylist=o.object_denylist,
-            )
-        if o.stages != "detect":
-            self.classifier = ClassifierStage(
-                o.model,
-                device=o.device,
-                cache_dir=o.cache_dir,
-                threads=o.threads,
-                locale=o.display_names_locale,
-                allowlist=o.category_allowlist,
-                denylist=o.category_denylist,
-                max_results=o.max_results,
-                score_threshold=o.score_threshold,
-            )
-        if self.detector is not None and self.classifier is not None and self.classifier.regression:
-            raise ConfigError(
-                "a regression head gives values, not classes, so it cannot label objects; "
-                "use stages = 'classify' for it"
-            )
-        self._second_stage: np.ndarray | None = None
-        if self.detector is not None and o.cascade_classes:
-            self._second_stage = class_mask(self.detector.names, o.cascade_classes, (), "cascade_classes")
+        self.options = options
+        self._backend = LocalBackend(options.cascade_config())
         self._closed = False
         self._last_timestamp: float | None = None
         self._frames = 0
         self._live: tuple[InferenceLoop, FrameBuffer[Frame], Dispatcher[tuple[FrameResult, Frame]]] | None = None
-        if o.result_callback is not None:
-            callback = o.result_callback
+        if options.result_callback is not None:
+            callback = options.result_callback
             dispatcher: Dispatcher[tuple[FrameResult, Frame]] = Dispatcher(
                 lambda item: callback(item[0], item[1].image, int(item[1].pts_ms)), name="result-callback"
             )
-            loop = InferenceLoop(self.process, lambda result, frame: dispatcher.put((result, frame)), max_batch=1)
+            loop = InferenceLoop(self._backend, lambda result, frame: dispatcher.put((result, frame)), max_batch=1)
             self._live = (loop, loop.add("live", capacity=1), dispatcher)
             loop.start()
 
@@ -199,10 +149,22 @@ class Classifier:
     @property
     def provider(self) -> str:
         """The execution provider the models run on, e.g. ``CPUExecutionProvider``."""
-        stage = self.classifier or self.detector
-        if stage is None:
-            raise RunningModeError("this classifier is closed; create a new one")
-        return stage.engine.provider
+        return self._backend.provider
+
+    @property
+    def backend(self) -> LocalBackend:
+        """The inference core this facade submits to."""
+        return self._backend
+
+    @property
+    def detector(self) -> DetectorStage | None:
+        """The loaded detector (``None``: ``stages = "classify"``)."""
+        return self._backend.cascade.detector
+
+    @property
+    def classifier(self) -> ClassifierStage | None:
+        """The loaded classifier (``None``: ``stages = "detect"``)."""
+        return self._backend.cascade.classifier
 
     def _require(self, mode: RunningMode, method: str) -> None:
         if self._closed:
@@ -223,7 +185,7 @@ class Classifier:
     def classify(self, image: np.ndarray, *, region_of_interest: RegionOfInterest | None = None) -> FrameResult:
         """Process one RGB image (IMAGE mode). ``region_of_interest`` overrides the option's."""
         self._require(RunningMode.IMAGE, "classify")
-        return self._process([check_image(image)], region_of_interest or self.options.region_of_interest)[0]
+        return self._run(check_image(image), region_of_interest or self.options.region_of_interest)
 
     def classify_for_video(self, frame: np.ndarray, timestamp_ms: int) -> FrameResult:
         """Process the next frame of a video (VIDEO mode), synchronously; every frame counts.
@@ -233,7 +195,7 @@ class Classifier:
         self._require(RunningMode.VIDEO, "classify_for_video")
         image = check_image(frame)
         self._next_timestamp(timestamp_ms)
-        result = self._process([image], self.options.region_of_interest)[0]
+        result = self._run(image, self.options.region_of_interest)
         self._frames += 1
         return replace(result, frame=self._frames - 1, pts_ms=float(timestamp_ms))
 
@@ -257,91 +219,8 @@ class Classifier:
         """LIVE_STREAM frames replaced by newer ones before the model got to them."""
         return self._live[1].dropped if self._live is not None else 0
 
-    def process(
-        self, images: list[np.ndarray], *, region_of_interest: RegionOfInterest | None = None
-    ) -> list[FrameResult]:
-        """Run the stages on a batch of RGB frames at once, whatever the running mode.
-
-        The entry of :class:`~streamer.pipeline.pipeline.Pipeline` and other
-        batching callers: one detector run for all frames, one classifier run
-        for all crops. Results carry no stream, frame index or timestamp.
-        """
-        if self._closed:
-            raise RunningModeError("this classifier is closed; create a new one")
-        checked = [check_image(image) for image in images]
-        return self._process(checked, region_of_interest or self.options.region_of_interest)
-
-    def _process(self, images: list[np.ndarray], roi: RegionOfInterest | None) -> list[FrameResult]:
-        """Run the stages on a batch of frames: one detector run, one classifier run for all crops."""
-        timings = {"preprocess": 0.0, "inference": 0.0}  # inference: the model runs and their decoding
-        clock = time.perf_counter()
-
-        def lap(key: str) -> None:
-            nonlocal clock
-            now = time.perf_counter()
-            timings[key] += (now - clock) * 1e3
-            clock = now
-
-        offsets = [roi_pixels(image.shape, roi) for image in images]
-        regions = [image[y1:y2, x1:x2] for image, (x1, y1, x2, y2) in zip(images, offsets, strict=True)]
-        objects: list[list[Detection]] = [[] for _ in images]
-        crops: list[np.ndarray] = []
-        owners: list[tuple[int, int]] = []  # (frame, object) of each crop
-        if self.detector is not None:
-            tensor, boxes = self.detector.prepare(regions)
-            lap("preprocess")
-            outputs = self.detector.run(tensor)
-            lap("inference")
-            for i, region in enumerate(regions):
-                found = self.detector.decode(outputs, i, boxes[i], (region.shape[1], region.shape[0]))
-                dx, dy = offsets[i][0], offsets[i][1]
-                for box, score, class_id in zip(found.boxes, found.scores, found.class_ids, strict=True):
-                    objects[i].append(
-                        Detection(
-                            (float(box[0] + dx), float(box[1] + dy), float(box[2] + dx), float(box[3] + dy)),
-                            int(class_id),
-                            self.detector.names[int(class_id)],
-                            float(score),
-                        )
-                    )
-                    if self.classifier is not None and (self._second_stage is None or self._second_stage[class_id]):
-                        crop = crop_box(region, box, self.options.crop_margin)
-                        if crop is not None:
-                            crops.append(crop)
-                            owners.append((i, len(objects[i]) - 1))
-            lap("inference")
-        elif self.classifier is not None:
-            crops = regions
-            owners = [(i, -1) for i in range(len(regions))]
-        frame_classes: list[tuple[Category, ...]] = [() for _ in images]
-        frame_values: list[tuple[float, ...]] = [() for _ in images]
-        if self.classifier is not None and crops:
-            fitted = [self.classifier.fit(crop) for crop in crops]
-            lap("preprocess")
-            scores = self.classifier.scores(fitted)
-            lap("inference")
-            for (i, j), row in zip(owners, scores, strict=True):
-                if j < 0 and self.classifier.regression:
-                    frame_values[i] = tuple(float(v) for v in row)
-                elif j < 0:
-                    frame_classes[i] = self.classifier.categories(row)
-                else:
-                    obj = objects[i][j]
-                    objects[i][j] = Detection(
-                        obj.box, obj.class_id, obj.name, obj.confidence, self.classifier.categories(row)
-                    )
-            lap("inference")
-        return [
-            FrameResult(
-                width=image.shape[1],
-                height=image.shape[0],
-                classes=frame_classes[i],
-                objects=tuple(objects[i]),
-                values=frame_values[i],
-                timings_ms=dict(timings),
-            )
-            for i, image in enumerate(images)
-        ]
+    def _run(self, image: np.ndarray, roi: RegionOfInterest | None) -> FrameResult:
+        return self._backend.submit([Request("", image, roi)]).result()[0]
 
     def close(self) -> None:
         """Stop LIVE_STREAM delivery (callbacks queued so far still run), release the models;
@@ -352,8 +231,9 @@ class Classifier:
             loop.stop()
             dispatcher.close()
             self._live = None
+        if not self._closed:
+            self._backend.close()
         self._closed = True
-        self.detector = self.classifier = None
 
     def __enter__(self) -> Classifier:
         return self

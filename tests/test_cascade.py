@@ -104,7 +104,7 @@ def test_region_of_interest_keeps_whole_image_coordinates(cascade: Classifier, c
 
 def test_zero_detections(cascade: Classifier) -> None:
     result = cascade.classify(np.full((240, 320, 3), 90, np.uint8))
-    assert result.objects == () and result.classes == ()
+    assert len(result.objects) == 0 and result.classes == ()
 
 
 def _constant_detector(folder: Path, rows: list[list[float]]) -> DetectorModel:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from streamer.config import load_config
+from streamer.config import StreamSpec, load_config
 from streamer.errors import ConfigError, InputNotFoundError
 from streamer.sources.images import DEFAULT_LIMITS, ImageLimits
 from streamer.vision.preprocess import RegionOfInterest
@@ -124,3 +124,39 @@ def test_image_limits(tmp_path: Path) -> None:
 def test_bad_image_limits_are_named(tmp_path: Path, text: str, env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(_write(tmp_path, text), env=env)
+
+
+def test_streams_tables(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        '[[streams]]\nid = "door"\nsource = "rtsp://u:p@cam/door"\ninference_fps = 5\n'
+        '[[streams]]\nsource = "samples/street.mp4"\nloop = true\nrealtime = false\n'
+        "[[streams]]\nsource = 0\n",
+    )
+    door, street, webcam = load_config(path, env={})["streams"]
+    assert door == StreamSpec(id="door", source="rtsp://u:p@cam/door", inference_fps=5)
+    assert (street.id, street.loop, street.realtime) == ("street.mp4", True, False), "the id defaults to the name"
+    assert (webcam.id, webcam.source) == ("camera0", "0")
+    assert load_config(_write(tmp_path, ""), env={})["streams"] == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[[streams]]\nid = "a"\n', r"streams\[0\] \(.*config.toml\) has no source"),
+        ('[[streams]]\nsource = "a.mp4"\nfps = 5\n', r"streams\[0\] .*: unknown key 'fps'; known keys: id, source"),
+        ('[[streams]]\nsource = "a.mp4"\ninference_fps = 0\n', r"inference_fps = 0; expected a number"),
+        ('[[streams]]\nsource = "a.mp4"\nloop = "yes"\n', r"loop = 'yes'; expected true or false"),
+        ('[[streams]]\nsource = "a.mp4"\n[[streams]]\nsource = "b/a.mp4"\n', r"streams\[1\] .*'a.mp4' is used twice"),
+        ('[[streams]]\nsource = "a.mp4"\nid = " x"\n', r"stream id ' x': expected 1 to 64 printable characters"),
+        ('streams = "a.mp4"\n', r"streams \(.*config.toml\) must be \[\[streams\]\] tables"),
+    ],
+)
+def test_bad_streams_are_named(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(_write(tmp_path, text), env={})
+
+
+def test_streams_only_from_the_file() -> None:
+    with pytest.raises(ConfigError, match=r"streams \(command line\) can only be set in config.toml"):
+        load_config(None, env={}, overrides={"streams": "a.mp4"})

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from streamer.errors import ImageError
-from streamer.results import Category, Detection, FrameResult
+from streamer.results import Category, Detection, Detections, FrameResult
 
 
 def test_wire_format_round_trips_through_json() -> None:
     cat = Category(282, "tiger cat", "Tigerkatze", 0.4)
     obj = Detection((1.0, 2.0, 30.5, 40.25), 15, "cat", 0.9, (cat,))
-    result = FrameResult(640, 480, classes=(cat,), objects=(obj,), timings_ms={"inference": 12.3456}, stream="cam1")
+    objects = Detections.of([obj])
+    result = FrameResult(640, 480, classes=(cat,), objects=objects, timings_ms={"inference": 12.3456}, stream="cam1")
     wire = json.loads(json.dumps(result.to_dict()))
     assert wire == {
         "stream": "cam1",
@@ -49,3 +51,40 @@ def test_invalid_values_say_expected_and_got() -> None:
         Detection((5.0, 0.0, 1.0, 1.0), 0, "a", 0.5)
     with pytest.raises(ImageError, match="size must be positive, got 0x10"):
         FrameResult(0, 10)
+
+
+def test_detections_stay_arrays_and_say_expected_shapes() -> None:
+    found = Detections(
+        np.array([[0, 0, 10, 10], [5, 5, 6, 9]]), np.array([0.9, 0.4]), np.array([2, 7]), np.array([12, -1])
+    )
+    assert found.boxes.dtype == np.float32 and found.class_ids.dtype == np.int64 and len(found) == 2
+    assert [o.name for o in found] == ["2", "7"]  # class ids until the detector's names are attached
+    named = found.with_labels(names=("car", "dog"))
+    assert named[0].track_id == 12 and named[1].track_id is None and named[-1].name == "dog"
+    assert named.to_dicts()[0] == {
+        "box": [0.0, 0.0, 10.0, 10.0],
+        "class_id": 2,
+        "name": "car",
+        "confidence": 0.9,
+        "classes": [],
+        "track_id": 12,
+    }
+    assert "track_id" not in named.to_dicts()[1]  # -1: not tracked
+    kept = named.select(np.array([False, True])).shifted(100, 200)
+    assert kept.names == ("dog",) and kept.boxes.tolist() == [[105.0, 205.0, 106.0, 209.0]]
+    with pytest.raises(ValueError, match=r"boxes must have shape \[K, 4\], got \[2, 3\]"):
+        Detections(np.zeros((2, 3)), np.zeros(2), np.zeros(2))
+    with pytest.raises(ValueError, match=r"scores must have shape \[2\], got \[3\]"):
+        Detections(np.zeros((2, 4)), np.zeros(3), np.zeros(2))
+    with pytest.raises(ValueError, match=r"names must have one entry per object \(2\), got 1"):
+        Detections(np.zeros((2, 4)), np.zeros(2), np.zeros(2), names=("a",))
+    with pytest.raises(ValueError, match="x1 <= x2"):
+        Detections(np.array([[5.0, 0, 1, 1]]), np.ones(1), np.zeros(1))
+    with pytest.raises(IndexError):
+        named[2]
+
+
+def test_results_name_the_models_that_made_them() -> None:
+    result = FrameResult(2, 2, models={"classifier": "efficientnet-lite0@0123456789ab"})
+    assert result.to_dict()["models"] == {"classifier": "efficientnet-lite0@0123456789ab"}
+    assert "models" not in FrameResult(2, 2).to_dict()

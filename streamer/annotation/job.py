@@ -32,6 +32,7 @@ import av
 
 from streamer.annotation.progress import Progress
 from streamer.annotation.reader import VideoItem, VideoReader
+from streamer.inference.backend import Request
 from streamer.results import FrameResult
 from streamer.sinks.video import VideoWriter
 from streamer.tasks import Classifier
@@ -132,7 +133,8 @@ def annotate(
                 if isinstance(item, VideoItem) and item.index % every == 0:
                     chosen.append(item)
             if item is _END or len(chosen) >= batch or len(pending) >= 8 * batch:
-                results = classifier.process([c.image for c in chosen]) if chosen else []
+                requests = [Request(stream_id, c.image) for c in chosen]
+                results = classifier.backend.submit(requests).result() if chosen else []
                 stamped = {
                     c.index: replace(
                         r,

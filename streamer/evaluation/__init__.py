@@ -33,6 +33,7 @@ from streamer.evaluation.dataset import Sample, load_dataset
 from streamer.evaluation.labels import map_labels
 from streamer.evaluation.metrics import TOP_K, DatasetClass, EvalReport, compute_metrics
 from streamer.evaluation.report import write_report
+from streamer.inference.backend import Request
 from streamer.models.labels import load_aliases
 from streamer.sources.images import DEFAULT_LIMITS, ImageLimits, read_image
 from streamer.tasks import Classifier
@@ -107,7 +108,8 @@ def evaluate(
                 unreadable.append((str(path), str(exc)))
                 continue
             labels.append(label)
-        for label, result in zip(labels, classifier.process(images) if images else [], strict=True):
+        results = classifier.backend.submit([Request("", image) for image in images]).result() if images else []
+        for label, result in zip(labels, results, strict=True):
             if len(result.classes) < needed:
                 raise ConfigError(
                     f"the classifier gave {len(result.classes)} classes for an image, but top-{needed} accuracy "

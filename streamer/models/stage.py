@@ -8,6 +8,7 @@ from typing import Generic, TypeVar
 import numpy as np
 
 from streamer.models import zoo
+from streamer.models.convert import sha256_file
 from streamer.models.engine import Engine
 from streamer.models.spec import ClassifierModel, DetectorModel, normalization_constants
 from streamer.vision.preprocess import to_tensor
@@ -21,6 +22,7 @@ class ModelStage(Generic[Declaration]):
     """One declared ONNX model, located (embedded models built), loaded and its input checked.
 
     ``task`` is ``classifier`` or ``detector``: the config section errors name.
+    ``version`` is the first 12 hex digits of the ONNX file's sha256.
     """
 
     def __init__(
@@ -29,6 +31,7 @@ class ModelStage(Generic[Declaration]):
         onnx_path, self.labels_path, defaults = zoo.locate(model.model, model.labels, task, cache_dir)
         self.declaration: Declaration = model.with_defaults(defaults)
         self.engine = Engine(onnx_path, device=device, threads=threads)
+        self.version = sha256_file(onnx_path)[:12]
         self.input_size = self.engine.image_size(
             section=task,
             layout=self.declaration.layout or "nchw",

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from streamer.pipeline.framebuffer import FrameBuffer
+from streamer.frames import FrameBuffer
 
 __all__ = ["Dispatcher"]
 

@@ -1,38 +1,48 @@
-"""The inference loop: the one thread that owns the models.
+"""The inference loop: the one thread that feeds the backend.
 
 Each round it takes one frame from every ready stream (the newest of a live
 stream, the next of a lossless one), starting with a different stream each
 round so none is starved, up to ``max_batch`` frames; drops live frames older
 than ``max_frame_age_ms`` before inference (the decisions are
-:func:`streamer.inference.scheduler.plan_batch`'s, a pure function); runs the batch in one call of
-``process``; stamps each result with its stream, frame index, ``pts_ms`` and
-timings (decode, queue, preprocess, inference, age); and hands it to
+:func:`streamer.inference.scheduler.plan_batch`'s, a pure function); submits
+the batch to the :class:`~streamer.inference.backend.InferenceBackend`,
+keeping up to ``in_flight`` batches there at once; stamps each result with its
+stream, frame index, ``pts_ms`` and timings (decode, queue, preprocess,
+inference, age); and hands it, in submission order, to
 ``deliver(result, frame)``. ``inference_fps`` caps how often one stream is
 inferred. Streams come and go while it runs; a drained stream (closed and
 empty) leaves by itself.
+
+One-off images (:meth:`InferenceLoop.classify`, the server's REST and
+WebSocket classify requests) wait in a queue that the scheduler sees as one
+more lossless stream, so they share batches with the streams instead of
+racing them for the models.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
-import numpy as np
-
+from streamer.frames import Frame, FrameBuffer
+from streamer.inference.backend import InferenceBackend, Request
 from streamer.inference.scheduler import StreamState, plan_batch
-from streamer.pipeline.framebuffer import FrameBuffer
 from streamer.results import FrameResult
-from streamer.sources.base import Frame
 
 __all__ = ["InferenceLoop", "StreamCounters"]
 
 log = logging.getLogger(__name__)
 
-Process = Callable[[list[np.ndarray]], list[FrameResult]]
 Deliver = Callable[[FrameResult, Frame], None]
+Future = concurrent.futures.Future
+
+#: the scheduler's name for the queue of one-off images; not a valid stream id (it starts with NUL).
+JOBS = "\0classify"
 
 
 @dataclass
@@ -52,23 +62,47 @@ class _Stream:
     next_due: float = 0.0
 
 
+@dataclass
+class _Job:
+    """One-off images waiting for the models; ``future`` gets their results."""
+
+    requests: list[Request]
+    queued_at: float
+    future: Future[list[FrameResult]] = field(default_factory=Future)
+
+
+@dataclass
+class _Batch:
+    """What was submitted in one round: the streams' frames, then one job's images."""
+
+    frames: list[tuple[_Stream, Frame]]
+    job: _Job | None
+    started: float
+    future: Future[list[FrameResult]]
+
+
 class InferenceLoop:
-    """Batch frames from many streams through ``process``; see the module docstring."""
+    """Batch frames from many streams through ``backend``; see the module docstring."""
 
     def __init__(
         self,
-        process: Process,
+        backend: InferenceBackend,
         deliver: Deliver,
         *,
         max_batch: int = 4,
         max_frame_age_ms: float | None = None,
+        in_flight: int = 2,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
-        self._process = process
+        if in_flight < 1:
+            raise ValueError(f"in_flight must be >= 1, got {in_flight}")
+        self._backend = backend
         self._deliver = deliver
         self.max_batch = max_batch
         self.max_frame_age_ms = max_frame_age_ms
+        self.in_flight = in_flight
+        self._jobs: deque[_Job] = deque()
         self.wakeup = threading.Event()
         self._streams: dict[str, _Stream] = {}
         self._counters: dict[str, StreamCounters] = {}
@@ -98,6 +132,21 @@ class InferenceLoop:
             self._counters.pop(stream_id, None)
         if stream is not None:
             stream.buffer.close()
+            self._backend.forget(stream_id)
+
+    def classify(self, requests: Sequence[Request]) -> Future[list[FrameResult]]:
+        """Queue one-off images for the next batches; the future gives one result per request.
+
+        Before :meth:`start` or after :meth:`stop` they wait until the loop runs.
+        """
+        job = _Job(list(requests), time.monotonic())
+        if not job.requests:
+            job.future.set_result([])
+            return job.future
+        with self._lock:
+            self._jobs.append(job)
+        self.wakeup.set()
+        return job.future
 
     def counters(self) -> dict[str, StreamCounters]:
         """Per stream ever added and not removed, finished ones included."""
@@ -114,14 +163,20 @@ class InferenceLoop:
         self._thread.start()
 
     def stop(self, timeout: float | None = 10.0) -> None:
-        """Stop after the batch in flight; waits at most ``timeout`` seconds."""
+        """Stop after the batches in flight are delivered; waits at most ``timeout`` seconds.
+        One-off images still queued get a :class:`RuntimeError`."""
         self._stopping.set()
         self.wakeup.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        with self._lock:
+            jobs, self._jobs = list(self._jobs), deque()
+        for job in jobs:
+            job.future.set_exception(RuntimeError("the inference loop stopped before these images were run"))
 
-    def _collect(self) -> list[tuple[_Stream, Frame]]:
-        """One frame from each ready stream, as :func:`plan_batch` decides; too-old live frames dropped."""
+    def _collect(self) -> tuple[list[tuple[_Stream, Frame]], _Job | None]:
+        """One frame from each ready stream and maybe a job, as :func:`plan_batch` decides;
+        too-old live frames dropped."""
         now = time.monotonic()
         with self._lock:
             ids = list(self._streams)
@@ -130,7 +185,8 @@ class InferenceLoop:
             for key in gone:
                 del self._streams[key]
             live = [(k, s) for k, s in zip(ids, streams, strict=True) if k not in gone]
-        states = []
+            first_job = self._jobs[0].queued_at if self._jobs else None
+        states = [StreamState(JOBS, first_job, lossless=True)]
         for key, stream in live:
             waiting = stream.buffer.peek(newest=not stream.buffer.lossless)
             decoded_at = None if waiting is None else waiting.decoded_at
@@ -151,44 +207,83 @@ class InferenceLoop:
             stream.buffer.count_dropped()
             stream.counters.too_old += 1
         batch: list[tuple[_Stream, Frame]] = []
+        job = None
         for key in plan.infer:
+            if key == JOBS:
+                with self._lock:
+                    job = self._jobs.popleft() if self._jobs else None
+                continue
             stream = by_id[key]
             frame = stream.buffer.get() if stream.buffer.lossless else stream.buffer.take_newest()
             if frame is None:  # removed meanwhile
                 continue
             stream.next_due = plan.due[key]
             batch.append((stream, frame))
-        return batch
+        return batch, job
+
+    def _submit(self) -> _Batch | None:
+        frames, job = self._collect()
+        if not frames and job is None:
+            return None
+        requests = [Request(frame.stream_id, frame.image) for _, frame in frames]
+        if job is not None:
+            requests += job.requests
+        started = time.monotonic()
+        try:
+            future = self._backend.submit(requests)
+        except Exception as exc:  # the backend is closed or broken: fail this batch, keep the loop
+            future = Future()
+            future.set_exception(exc)
+        return _Batch(frames, job, started, future)
 
     def _run(self) -> None:
-        while not self._stopping.is_set():
+        pending: deque[_Batch] = deque()
+        while not self._stopping.is_set() or pending:
             self.wakeup.clear()
-            batch = self._collect()
-            if not batch:
-                self.wakeup.wait(0.05)
+            batch = None if self._stopping.is_set() or len(pending) >= self.in_flight else self._submit()
+            if batch is not None:
+                pending.append(batch)
                 continue
-            started = time.monotonic()
+            if pending:
+                self._finish(pending.popleft())
+                continue
+            self.wakeup.wait(0.05)
+
+    def _finish(self, batch: _Batch) -> None:
+        """Wait for a batch's results and deliver them: the streams' frames, then the job's future."""
+        try:
+            results = batch.future.result()
+        except Exception as exc:
+            self.errors += 1
+            log.error(
+                "inference failed on a batch of %d frames%s; going on: %s",
+                len(batch.frames),
+                " and a classify request" if batch.job else "",
+                exc,
+                exc_info=exc,
+            )
+            if batch.job is not None:
+                batch.job.future.set_exception(exc)
+            return
+        count = len(batch.frames)
+        if batch.job is not None:
+            batch.job.future.set_result(results[count:])
+        started = batch.started
+        for (stream, frame), result in zip(batch.frames, results[:count], strict=True):
+            delivered = time.monotonic()
+            timings = {
+                "decode": frame.decode_ms,
+                "queue": (started - frame.decoded_at) * 1000.0,
+                **result.timings_ms,
+                "age": (delivered - frame.decoded_at) * 1000.0,
+            }
+            stream.counters.inferred += 1
+            stream.counters.last_age_ms = timings["age"]
+            stamped = replace(
+                result, stream=frame.stream_id, frame=frame.index, pts_ms=frame.pts_ms, timings_ms=timings
+            )
             try:
-                results = self._process([frame.image for _, frame in batch])
+                self._deliver(stamped, frame)
             except Exception:
                 self.errors += 1
-                log.exception("inference failed on a batch of %d frames; going on", len(batch))
-                continue
-            for (stream, frame), result in zip(batch, results, strict=True):
-                delivered = time.monotonic()
-                timings = {
-                    "decode": frame.decode_ms,
-                    "queue": (started - frame.decoded_at) * 1000.0,
-                    **result.timings_ms,
-                    "age": (delivered - frame.decoded_at) * 1000.0,
-                }
-                stream.counters.inferred += 1
-                stream.counters.last_age_ms = timings["age"]
-                stamped = replace(
-                    result, stream=frame.stream_id, frame=frame.index, pts_ms=frame.pts_ms, timings_ms=timings
-                )
-                try:
-                    self._deliver(stamped, frame)
-                except Exception:
-                    self.errors += 1
-                    log.exception("delivering a result of stream %s failed", frame.stream_id)
+                log.exception("delivering a result of stream %s failed", frame.stream_id)

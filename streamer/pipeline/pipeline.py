@@ -1,9 +1,10 @@
-"""Pipeline: many sources through one set of models, results to a callback.
+"""Pipeline: many sources through one inference backend, results to a callback.
 
 Call order::
 
-    with Classifier.create_from_options(options) as classifier:
-        pipeline = Pipeline(classifier, on_result=print_it, max_frame_age_ms=500)
+    backend = LocalBackend(CascadeConfig(stages="cascade"))
+    with contextlib.closing(backend):
+        pipeline = Pipeline(backend, on_result=print_it, max_frame_age_ms=500)
         pipeline.add(PyAVSource("cam1", "rtsp://..."))
         pipeline.start()
         pipeline.add(PyAVSource("cam2", "rtsp://..."))   # streams come and go while it runs
@@ -11,6 +12,7 @@ Call order::
         pipeline.wait()                                   # until every finite source is done
         pipeline.stop()
 
+:class:`~streamer.runtime.Runtime` builds one from config.
 ``on_result(result, frame)`` runs on a dispatcher thread, never on the
 inference thread, so a slow callback costs results, not inference.
 ``on_frame(frame)``, if given, sees every decoded frame on its source's
@@ -22,17 +24,19 @@ others: its state says FAILED and the rest go on.
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
+from streamer.frames import Frame
+from streamer.inference.backend import InferenceBackend, Request
 from streamer.pipeline.dispatch import Dispatcher
 from streamer.pipeline.loop import InferenceLoop
 from streamer.results import FrameResult
-from streamer.sources.base import Frame, Source, SourceState
-from streamer.tasks import Classifier
+from streamer.sources.base import Source, SourceState
 
 __all__ = ["Pipeline"]
 
@@ -44,7 +48,7 @@ class Pipeline:
 
     def __init__(
         self,
-        classifier: Classifier,
+        backend: InferenceBackend,
         *,
         on_result: OnResult,
         max_batch: int = 4,
@@ -56,7 +60,7 @@ class Pipeline:
             lambda item: on_result(*item), lossless=lossless, name="pipeline-results"
         )
         self._loop = InferenceLoop(
-            classifier.process,
+            backend,
             lambda result, frame: self._dispatcher.put((result, frame)),
             max_batch=max_batch,
             max_frame_age_ms=max_frame_age_ms,
@@ -77,6 +81,16 @@ class Pipeline:
             self._sources[source.stream_id] = source
         if self._started:
             source.start()
+
+    def classify(self, requests: Sequence[Request]) -> concurrent.futures.Future[list[FrameResult]]:
+        """One-off images, batched beside the streams; see :meth:`InferenceLoop.classify`."""
+        return self._loop.classify(requests)
+
+    @property
+    def stream_ids(self) -> list[str]:
+        """The streams added and not removed, finished ones included."""
+        with self._lock:
+            return list(self._sources)
 
     def remove(self, stream_id: str, timeout: float = 5.0) -> None:
         """Stop and forget a source; unknown ids are ignored."""

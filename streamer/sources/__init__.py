@@ -10,12 +10,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from streamer.sources.base import Frame, Source, SourceState, SourceStats, redact
+from streamer.sources.base import Source, SourceState, SourceStats, redact
 from streamer.sources.opencv import OpenCVSource
 from streamer.sources.pyav import PyAVSource, is_live_url
 
 __all__ = [
-    "Frame",
     "OpenCVSource",
     "PyAVSource",
     "Source",

@@ -1,7 +1,7 @@
-"""What every source shares: the Frame, states, counters, the decode thread, redaction.
+"""What every source shares: states, counters, the decode thread, redaction.
 
 A source decodes on its own thread and hands frames to its
-:class:`~streamer.pipeline.framebuffer.FrameBuffer`; it never blocks on the
+:class:`~streamer.frames.FrameBuffer`; it never blocks on the
 consumer unless it is lossless (a file in VIDEO mode). Call order::
 
     source = PyAVSource("cam1", "rtsp://user:pw@host/stream")
@@ -27,27 +27,12 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import numpy as np
 
-from streamer.pipeline.framebuffer import FrameBuffer
+from streamer.frames import Frame, FrameBuffer
 
-__all__ = ["Frame", "Source", "SourceState", "SourceStats", "redact", "redact_text", "secrets_in"]
+__all__ = ["Source", "SourceState", "SourceStats", "redact", "redact_text", "secrets_in"]
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True, slots=True, eq=False)
-class Frame:
-    """One decoded frame: ``image`` is RGB ``uint8`` ``[H, W, 3]``; ``pts_ms`` the source's own time.
-
-    ``decoded_at`` is ``time.monotonic()`` when decoding finished and
-    ``decode_ms`` how long decoding it took.
-    """
-
-    stream_id: str
-    index: int
-    pts_ms: float
-    image: np.ndarray
-    decoded_at: float
-    decode_ms: float = 0.0
 
 
 class SourceState(enum.Enum):

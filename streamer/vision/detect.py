@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamer.errors import ConfigError, ModelError
+from streamer.results import Detections
 from streamer.vision.nms import batched_nms_columns
 from streamer.vision.preprocess import Letterbox
 
@@ -52,26 +53,6 @@ _LAYOUTS = {
 
 Shape = tuple[int | str | None, ...]
 
-
-@dataclass(frozen=True, eq=False)
-class Detections:
-    """Detected objects of one image, best first.
-
-    ``boxes`` float32 ``[K, 4]`` ``(x1, y1, x2, y2)`` in source-image pixels,
-    clipped to the image; ``scores`` float32 ``[K]``; ``class_ids`` int64 ``[K]``.
-    """
-
-    boxes: np.ndarray
-    scores: np.ndarray
-    class_ids: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.scores.shape[0])
-
-    @classmethod
-    def empty(cls) -> Detections:
-        """No detections, with the usual shapes and dtypes."""
-        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
 
 
 def _check_family(family: str) -> None:

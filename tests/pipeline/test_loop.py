@@ -1,15 +1,24 @@
-"""The inference loop with a stand-in model (a function over frames): batching, fairness, age, caps."""
+"""The inference loop with a stand-in backend (no models): batching, order, age, one-off images, failures.
+
+The scheduler's decisions are tested on a fake clock in tests/inference; real
+models run through the loop in tests/pipeline/test_pipeline.py.
+"""
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
 import time
+from collections.abc import Callable, Sequence
 
 import numpy as np
+import pytest
 
+from streamer.frames import Frame
+from streamer.inference.backend import ModelInfo, Request
+from streamer.inference.cascade import CascadeConfig
 from streamer.pipeline.loop import InferenceLoop
 from streamer.results import FrameResult
-from streamer.sources.base import Frame
 
 
 def _frame(stream: str, index: int, *, at: float | None = None) -> Frame:
@@ -17,18 +26,42 @@ def _frame(stream: str, index: int, *, at: float | None = None) -> Frame:
 
 
 class Recorder:
-    """A stand-in ``process`` that records batch sizes and takes ``delay`` seconds per batch."""
+    """A stand-in backend that records each batch's requests and answers on its own thread;
+    ``fail`` decides, per batch number, whether that batch raises."""
 
-    def __init__(self, delay: float = 0.0) -> None:
-        self.delay = delay
-        self.batches: list[int] = []
+    def __init__(self, fail: Callable[[int], bool] = lambda n: False) -> None:
+        self.fail = fail
+        self.batches: list[list[Request]] = []
         self.results: list[tuple[FrameResult, Frame]] = []
         self.lock = threading.Lock()
+        self.gate = threading.Event()  # cleared: batches wait (to hold several in flight)
+        self.gate.set()
+        self.pool = concurrent.futures.ThreadPoolExecutor(1)
+        self.provider = "stand-in"
 
-    def process(self, images: list[np.ndarray]) -> list[FrameResult]:
-        self.batches.append(len(images))
-        time.sleep(self.delay)
-        return [FrameResult(4, 4, timings_ms={"inference": self.delay * 1000}) for _ in images]
+    def _run(self, number: int, requests: Sequence[Request]) -> list[FrameResult]:
+        self.gate.wait(5)
+        if self.fail(number):
+            raise RuntimeError("model crashed")
+        return [FrameResult(4, 4, timings_ms={"inference": 1.0}, stream="raw") for _ in requests]
+
+    def submit(self, requests: Sequence[Request]) -> concurrent.futures.Future[list[FrameResult]]:
+        with self.lock:
+            self.batches.append(list(requests))
+            number = len(self.batches)
+        return self.pool.submit(self._run, number, requests)
+
+    def models(self) -> list[ModelInfo]:
+        return []
+
+    def reload(self, config: CascadeConfig) -> list[ModelInfo]:
+        return []
+
+    def forget(self, stream_id: str) -> None:
+        pass
+
+    def close(self) -> None:
+        self.pool.shutdown()
 
     def deliver(self, result: FrameResult, frame: Frame) -> None:
         with self.lock:
@@ -43,7 +76,7 @@ def _wait_for(condition: object, timeout: float = 5.0) -> None:
 
 def test_results_are_stamped_with_stream_frame_pts_and_timings() -> None:
     rec = Recorder()
-    loop = InferenceLoop(rec.process, rec.deliver)
+    loop = InferenceLoop(rec, rec.deliver)
     buffer = loop.add("cam", live=False, capacity=8)
     loop.start()
     for i in range(5):
@@ -60,20 +93,20 @@ def test_results_are_stamped_with_stream_frame_pts_and_timings() -> None:
 
 
 def test_batches_across_streams_up_to_max_batch() -> None:
-    rec = Recorder(delay=0.02)
-    loop = InferenceLoop(rec.process, rec.deliver, max_batch=3)
+    rec = Recorder()
+    loop = InferenceLoop(rec, rec.deliver, max_batch=3)
     buffers = [loop.add(f"s{i}", capacity=1) for i in range(5)]
     for i, buffer in enumerate(buffers):
         buffer.put(_frame(f"s{i}", 0))
     loop.start()
     _wait_for(lambda: len(rec.results) == 5)
     loop.stop()
-    assert rec.batches[:2] == [3, 2]
+    assert [len(b) for b in rec.batches[:2]] == [3, 2]
 
 
 def test_frames_older_than_max_age_are_dropped_before_inference() -> None:
     rec = Recorder()
-    loop = InferenceLoop(rec.process, rec.deliver, max_frame_age_ms=100)
+    loop = InferenceLoop(rec, rec.deliver, max_frame_age_ms=100)
     buffer = loop.add("cam")
     buffer.put(_frame("cam", 0, at=time.monotonic() - 1.0))  # a second old
     loop.start()
@@ -86,16 +119,8 @@ def test_frames_older_than_max_age_are_dropped_before_inference() -> None:
 
 
 def test_a_failing_batch_is_logged_and_the_loop_goes_on() -> None:
-    calls = {"n": 0}
-    rec = Recorder()
-
-    def flaky(images: list[np.ndarray]) -> list[FrameResult]:
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise RuntimeError("model crashed")
-        return rec.process(images)
-
-    loop = InferenceLoop(flaky, rec.deliver)
+    rec = Recorder(fail=lambda n: n == 1)
+    loop = InferenceLoop(rec, rec.deliver)
     buffer = loop.add("cam", live=False)
     loop.start()
     buffer.put(_frame("cam", 0))
@@ -104,3 +129,53 @@ def test_a_failing_batch_is_logged_and_the_loop_goes_on() -> None:
     _wait_for(lambda: len(rec.results) == 1)
     loop.stop()
     assert rec.results[0][0].frame == 1
+
+
+def test_several_batches_in_flight_deliver_in_submission_order() -> None:
+    rec = Recorder()
+    rec.gate.clear()  # the backend holds every batch until released
+    loop = InferenceLoop(rec, rec.deliver, max_batch=1, in_flight=3)
+    buffer = loop.add("file", live=False, capacity=8)
+    for i in range(6):
+        buffer.put(_frame("file", i))
+    buffer.close()
+    loop.start()
+    _wait_for(lambda: len(rec.batches) == 3)
+    assert len(rec.batches) == 3 and not rec.results, "three batches submitted before any result came back"
+    rec.gate.set()
+    _wait_for(lambda: len(rec.results) == 6)
+    loop.stop()
+    assert [r.frame for r, _ in rec.results] == [0, 1, 2, 3, 4, 5]
+
+
+def test_one_off_images_share_batches_with_the_streams() -> None:
+    rec = Recorder()
+    loop = InferenceLoop(rec, rec.deliver, max_batch=4)
+    buffers = [loop.add(f"cam{i}", live=False, capacity=4) for i in range(2)]
+    for i, buffer in enumerate(buffers):
+        buffer.put(_frame(f"cam{i}", 0))
+    image = np.zeros((8, 8, 3), np.uint8)
+    job = loop.classify([Request("", image), Request("", image)])
+    loop.start()
+    results = job.result(timeout=5)
+    _wait_for(lambda: len(rec.results) == 2)
+    loop.stop()
+    assert len(results) == 2
+    first = rec.batches[0]
+    assert [r.stream_id for r in first] == ["cam0", "cam1", "", ""], "one batch: the streams' frames, then the job"
+    assert sorted(r.stream for r, _ in rec.results) == ["cam0", "cam1"]
+
+
+def test_one_off_images_get_the_error_of_their_batch_and_queued_ones_are_failed_on_stop() -> None:
+    rec = Recorder(fail=lambda n: True)
+    loop = InferenceLoop(rec, rec.deliver)
+    job = loop.classify([Request("", np.zeros((8, 8, 3), np.uint8))])
+    loop.start()
+    with pytest.raises(RuntimeError, match="model crashed"):
+        job.result(timeout=5)
+    loop.stop()
+    late = loop.classify([Request("", np.zeros((8, 8, 3), np.uint8))])
+    loop.stop()
+    with pytest.raises(RuntimeError, match="stopped before these images were run"):
+        late.result(timeout=5)
+    assert loop.classify([]).result(timeout=1) == []

@@ -1,23 +1,39 @@
-"""The Pipeline: real clips through the real models, many streams, one failing, streams added live."""
+"""The Pipeline: real clips through the real models, many streams, one failing, streams added live.
+
+Nothing here depends on speed: each test waits (bounded) for the results it
+needs; the speed and latency claims live in benchmarks/.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from streamer.frames import Frame
+from streamer.inference.backend import LocalBackend, Request
+from streamer.inference.cascade import CascadeConfig
 from streamer.pipeline.pipeline import Pipeline
 from streamer.results import FrameResult
-from streamer.sources import Frame, PyAVSource, SourceState
-from streamer.tasks import Classifier, ClassifierOptions
-from tests.media import make_clip
+from streamer.sources import PyAVSource, SourceState
+from tests.media import make_clip, photo
 
 
 @pytest.fixture(scope="module")
-def cascade() -> Classifier:
-    return Classifier.create_from_options(ClassifierOptions(stages="cascade", device="cpu", max_results=1))
+def cascade() -> Iterator[LocalBackend]:
+    backend = LocalBackend(CascadeConfig(stages="cascade", device="cpu", max_results=1))
+    yield backend
+    backend.close()
+
+
+def _until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Wait for ``condition``, at most ``timeout`` seconds (a bound against hanging, not a speed claim)."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 class Collector:
@@ -36,7 +52,7 @@ class Collector:
             return [r for r in self.results if r.stream == stream]
 
 
-def test_files_are_annotated_losslessly_and_in_order(tmp_path: Path, cascade: Classifier) -> None:
+def test_files_are_annotated_losslessly_and_in_order(tmp_path: Path, cascade: LocalBackend) -> None:
     clips = [make_clip(tmp_path / f"c{i}.mp4", frames=15, fps=15, size=(320, 240)) for i in range(2)]
     collect = Collector()
     pipeline = Pipeline(cascade, on_result=collect, lossless=True, max_batch=2)
@@ -53,7 +69,7 @@ def test_files_are_annotated_losslessly_and_in_order(tmp_path: Path, cascade: Cl
     assert stats["clip0"]["state"] == "ended" and stats["clip0"]["inferred"] == 15
 
 
-def test_one_failing_stream_never_stops_the_others(tmp_path: Path, cascade: Classifier) -> None:
+def test_one_failing_stream_never_stops_the_others(tmp_path: Path, cascade: LocalBackend) -> None:
     good = make_clip(tmp_path / "good.mp4", frames=200, fps=15, size=(320, 240))
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"\0" * 50_000)
@@ -62,7 +78,7 @@ def test_one_failing_stream_never_stops_the_others(tmp_path: Path, cascade: Clas
     pipeline.add(PyAVSource("good", str(good), realtime=True, loop=True))
     pipeline.add(PyAVSource("junk", str(junk)))
     with pipeline:
-        time.sleep(3)
+        _until(lambda: len(collect.of("good")) >= 5 and pipeline.stats()[1]["state"] == "failed")
         stats = {row["stream"]: row for row in pipeline.stats()}
     assert stats["junk"]["state"] == "failed" and "junk.mp4" in stats["junk"]["last_error"]
     assert stats["good"]["state"] == "live"
@@ -70,24 +86,23 @@ def test_one_failing_stream_never_stops_the_others(tmp_path: Path, cascade: Clas
     assert collect.of("junk") == []
 
 
-def test_streams_can_be_added_and_removed_while_running(tmp_path: Path, cascade: Classifier) -> None:
+def test_streams_can_be_added_and_removed_while_running(tmp_path: Path, cascade: LocalBackend) -> None:
     clip = make_clip(tmp_path / "cam.mp4", frames=30, fps=15, size=(320, 240))
     collect = Collector()
     with Pipeline(cascade, on_result=collect, max_frame_age_ms=1000) as pipeline:
         pipeline.add(PyAVSource("a", str(clip), realtime=True, loop=True))
-        time.sleep(1.5)
+        _until(lambda: len(collect.of("a")) >= 3)
         pipeline.add(PyAVSource("b", str(clip), realtime=True, loop=True))
-        time.sleep(1.5)
+        _until(lambda: len(collect.of("b")) >= 3)
         pipeline.remove("a")
-        count_a = len(collect.of("a"))
-        time.sleep(1.5)
+        count_a, count_b = len(collect.of("a")), len(collect.of("b"))
+        _until(lambda: len(collect.of("b")) >= count_b + 5)
         assert len(collect.of("a")) <= count_a + 1, "a removed stream stops producing"
-        assert len(collect.of("b")) >= 5
+        assert len(collect.of("b")) >= count_b + 5
         assert [row["stream"] for row in pipeline.stats()] == ["b"]
-    assert all(r.timings_ms["age"] < 1000 + 500 for r in collect.results)
 
 
-def test_duplicate_stream_ids_are_refused(tmp_path: Path, cascade: Classifier) -> None:
+def test_duplicate_stream_ids_are_refused(tmp_path: Path, cascade: LocalBackend) -> None:
     clip = make_clip(tmp_path / "cam.mp4", frames=3, fps=15, size=(160, 120))
     pipeline = Pipeline(cascade, on_result=Collector())
     pipeline.add(PyAVSource("a", str(clip)))
@@ -96,7 +111,7 @@ def test_duplicate_stream_ids_are_refused(tmp_path: Path, cascade: Classifier) -
     pipeline.stop()
 
 
-def test_states_of_finished_sources(tmp_path: Path, cascade: Classifier) -> None:
+def test_states_of_finished_sources(tmp_path: Path, cascade: LocalBackend) -> None:
     clip = make_clip(tmp_path / "short.mp4", frames=3, fps=15, size=(160, 120))
     source = PyAVSource("short", str(clip))
     with Pipeline(cascade, on_result=Collector(), lossless=True) as pipeline:
@@ -105,7 +120,7 @@ def test_states_of_finished_sources(tmp_path: Path, cascade: Classifier) -> None
     assert source.state is SourceState.ENDED
 
 
-def test_on_frame_sees_every_decoded_frame_even_the_dropped(tmp_path: Path, cascade: Classifier) -> None:
+def test_on_frame_sees_every_decoded_frame_even_the_dropped(tmp_path: Path, cascade: LocalBackend) -> None:
     clip = make_clip(tmp_path / "cam.mp4", frames=30, fps=30, size=(320, 240))
     seen: list[tuple[str, int, float]] = []
     collect = Collector()
@@ -115,5 +130,20 @@ def test_on_frame_sees_every_decoded_frame_even_the_dropped(tmp_path: Path, casc
     ) as pipeline:
         pipeline.add(source)
         assert pipeline.wait(30)
-    assert [index for _, index, _ in seen] == list(range(30)), "every decoded frame, in order"
-    assert len(collect.results) < 30, "a realtime source at 30 fps outruns the cascade, yet on_frame saw all"
+    assert [index for _, index, _ in seen] == list(range(30)), "every decoded frame, in order, inferred or not"
+    assert {r.frame for r in collect.results} <= set(range(30))
+
+
+def test_one_off_images_are_batched_beside_the_streams(tmp_path: Path, cascade: LocalBackend) -> None:
+    clip = make_clip(tmp_path / "cam.mp4", frames=30, fps=15, size=(320, 240))
+    collect = Collector()
+    with Pipeline(cascade, on_result=collect, max_frame_age_ms=1000) as pipeline:
+        pipeline.add(PyAVSource("cam", str(clip), realtime=True, loop=True))
+        _until(lambda: len(collect.of("cam")) >= 2)
+        image = photo("collage")
+        results = pipeline.classify([Request("", image), Request("", image[:, ::-1].copy())]).result(timeout=60)
+        _until(lambda: len(collect.of("cam")) >= 4)
+    assert [(r.width, r.height) for r in results] == [image.shape[1::-1]] * 2
+    assert all(r.stream == "" and any(o.name == "cat" for o in r.objects) for r in results)
+    assert results[0].models.keys() == {"detector", "classifier"}
+    assert len(collect.of("cam")) >= 4 and not collect.of(""), "one-off results go to their caller only"

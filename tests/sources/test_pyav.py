@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from streamer.errors import InputNotFoundError
-from streamer.sources.base import Frame, Source, SourceState, redact, redact_text, secrets_in
+from streamer.frames import Frame
+from streamer.sources.base import Source, SourceState, redact, redact_text, secrets_in
 from streamer.sources.pyav import PyAVSource, is_live_url
 from tests.media import make_clip
 

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from streamer.frames import Frame
 from streamer.pipeline.pipeline import Pipeline
 from streamer.results import FrameResult
-from streamer.sources import Frame, PyAVSource, SourceState
+from streamer.sources import PyAVSource, SourceState
 from streamer.tasks import Classifier, ClassifierOptions
 from tests.rtsp import RtspServer, rtsp_clip
 

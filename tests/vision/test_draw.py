@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamer.results import Category, Detection, FrameResult
+from streamer.results import Category, Detection, Detections, FrameResult
 from streamer.vision.draw import color_for, draw_result, object_label
 
 
 def test_box_edges_are_drawn_in_the_class_colour() -> None:
     image = np.zeros((200, 300, 3), np.uint8)
     obj = Detection((50.0, 80.0, 150.0, 180.0), 2, "car", 0.87)
-    out = draw_result(image, FrameResult(300, 200, objects=(obj,)))
+    out = draw_result(image, FrameResult(300, 200, objects=Detections.of([obj])))
     assert out is not image and not image.any(), "the input stays as it was"
     color = list(color_for(2))
     assert out[130, 50].tolist() == color and out[130, 150].tolist() == color, "left and right edges"

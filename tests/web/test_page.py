@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
-from streamer.results import Detection, FrameResult
+from streamer.results import Detection, Detections, FrameResult
 from streamer.server.app import ServerConfig, StreamerServer
 from streamer.tasks import Classifier
 from tests import netns
@@ -99,7 +99,7 @@ def cam_server() -> Iterator[StreamerServer]:
                     FrameResult(
                         320,
                         240,
-                        objects=(Detection(BOX, 41, "cup", 0.9),),
+                        objects=Detections.of([Detection(BOX, 41, "cup", 0.9)]),
                         timings_ms={"decode": 1.0, "queue": 0.5, "preprocess": 1.0, "inference": 5.0, "age": 12.0},
                         stream="cam",
                         frame=i,

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from streamer.pipeline.framebuffer import FrameBuffer
+from streamer.frames import FrameBuffer
 
 
 def test_live_drops_the_oldest_and_never_blocks() -> None:

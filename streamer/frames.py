@@ -1,4 +1,8 @@
-"""FrameBuffer: a bounded per-stream queue of frames that never blocks a live decoder.
+"""Frames and the FrameBuffer: what sources hand to the inference core, below both.
+
+A :class:`Frame` is one decoded image with its stream, index and the
+source's own presentation time. A :class:`FrameBuffer` is a bounded
+per-stream queue of frames that never blocks a live decoder.
 
 Two policies:
 
@@ -20,11 +24,30 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-__all__ = ["FrameBuffer"]
+import numpy as np
+
+__all__ = ["Frame", "FrameBuffer"]
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Frame:
+    """One decoded frame: ``image`` is RGB ``uint8`` ``[H, W, 3]``; ``pts_ms`` the source's own time.
+
+    ``decoded_at`` is ``time.monotonic()`` when decoding finished and
+    ``decode_ms`` how long decoding it took.
+    """
+
+    stream_id: str
+    index: int
+    pts_ms: float
+    image: np.ndarray
+    decoded_at: float
+    decode_ms: float = 0.0
 
 
 class FrameBuffer(Generic[T]):

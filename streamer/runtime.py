@@ -1,0 +1,187 @@
+"""The Runtime: sources, the inference core, delivery and sinks, built from config and run as one.
+
+Call order::
+
+    runtime = Runtime(config, streams=[StreamSpec(id="cam1", source="rtsp://...")])
+    runtime.subscribe(on_result)          # before start: (result, frame) on a dispatcher thread
+    runtime.start()
+    runtime.add_stream(StreamSpec(id="door", source="door.mp4", loop=True))   # while running
+    runtime.classify([image]).result()    # one-off images, scheduled beside the streams
+    runtime.reload()                      # new [classifier]/[detector] models, swapped between batches
+    runtime.remove_stream("cam1")
+    runtime.stop()
+
+The CLI's ``run`` and ``serve`` and the server's REST API use only this
+class; none of them wires sources, loop and callbacks by hand.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from streamer.config import Config, StreamSpec
+from streamer.errors import ConfigError
+from streamer.frames import Frame
+from streamer.inference.backend import LocalBackend, ModelInfo, Request
+from streamer.pipeline.pipeline import Pipeline
+from streamer.results import FrameResult
+from streamer.sources import Source, SourceState, open_source
+
+__all__ = ["Runtime"]
+
+OnResult = Callable[[FrameResult, Frame], None]
+OnFrame = Callable[[Frame], None]
+
+
+class Runtime:
+    """Owns the backend (models), the pipeline (sources, inference loop, dispatcher) and the subscribers.
+
+    ``stages`` overrides the config's; ``streams`` add to its ``[[streams]]``
+    (:meth:`add_source` adds ready-made readers). ``lossless``: deliver
+    every result of a file in order (``run`` on files). ``max_batch`` and
+    ``max_frame_age_ms`` default to ``[server]``'s. ``reread`` gives the config
+    :meth:`reload` reads (``None``: the one given here).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        stages: str | None = None,
+        streams: Sequence[StreamSpec] = (),
+        lossless: bool = False,
+        max_batch: int | None = None,
+        max_frame_age_ms: float | None = None,
+        reread: Callable[[], Config] | None = None,
+    ) -> None:
+        self.config = config
+        self._stages = stages or config["stages"]
+        self._reread = reread
+        self._on_result: list[OnResult] = []
+        self._on_frame: list[OnFrame] = []
+        self.backend = LocalBackend(config.cascade_config(stages=self._stages))
+        self.pipeline = Pipeline(
+            self.backend,
+            on_result=self._deliver,
+            on_frame=self._frame,
+            max_batch=max_batch or config["server.max_batch"],
+            max_frame_age_ms=config["server.max_frame_age_ms"] if max_frame_age_ms is None else max_frame_age_ms,
+            lossless=lossless,
+        )
+        self._lock = threading.Lock()
+        self._started = False
+        for spec in [*config["streams"], *streams]:
+            self.add_stream(spec)
+
+    # subscribers
+
+    def subscribe(self, on_result: OnResult) -> None:
+        """Call ``on_result(result, frame)`` for every result (on the dispatcher thread; keep it quick)."""
+        self._on_result.append(on_result)
+
+    def subscribe_frames(self, on_frame: OnFrame) -> None:
+        """Call ``on_frame(frame)`` for every decoded frame, on its source's thread; it must be quick."""
+        self._on_frame.append(on_frame)
+
+    def _deliver(self, result: FrameResult, frame: Frame) -> None:
+        for callback in self._on_result:
+            callback(result, frame)
+
+    def _frame(self, frame: Frame) -> None:
+        for callback in self._on_frame:
+            callback(frame)
+
+    # streams
+
+    def add_stream(self, spec: StreamSpec) -> None:
+        """Open ``spec``'s source and add it; a :class:`ConfigError` if the id is taken."""
+        if spec.id in self.pipeline.stream_ids:
+            raise ConfigError(f"stream id {spec.id!r} is already running; pick another id or remove it first")
+        source = open_source(spec.source, stream_id=spec.id, realtime=spec.realtime, loop=spec.loop)
+        self.add_source(source, inference_fps=spec.inference_fps)
+
+    def add_source(self, source: Source, *, inference_fps: float | None = None) -> None:
+        """Add a ready-made source (a browser's camera, the CLI's readers)."""
+        try:
+            self.pipeline.add(source, inference_fps=inference_fps)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def remove_stream(self, stream_id: str) -> bool:
+        """Stop and forget a stream; ``False`` if there is none of that id."""
+        if stream_id not in self.pipeline.stream_ids:
+            return False
+        self.pipeline.remove(stream_id)
+        return True
+
+    @property
+    def stream_ids(self) -> list[str]:
+        return self.pipeline.stream_ids
+
+    def stats(self) -> list[dict[str, Any]]:
+        """Per stream: state, counters, inferred frames, last frame age (credentials redacted)."""
+        return self.pipeline.stats()
+
+    @property
+    def failed(self) -> list[str]:
+        """Streams whose source failed, each as ``id: reason``."""
+        return [
+            f"{row['stream']}: {row['last_error']}" for row in self.stats() if row["state"] == SourceState.FAILED.value
+        ]
+
+    # models
+
+    def classify(self, images: Sequence[np.ndarray]) -> concurrent.futures.Future[list[FrameResult]]:
+        """Classify one-off RGB images beside the streams (the loop batches them); one result per image."""
+        return self.pipeline.classify([Request("", image) for image in images])
+
+    def models(self) -> list[ModelInfo]:
+        """The models running now: name, version, provider, input size, class count."""
+        return self.backend.models()
+
+    @property
+    def provider(self) -> str:
+        return self.backend.provider
+
+    @property
+    def detects(self) -> bool:
+        """Whether results carry objects (``detect`` or ``cascade``)."""
+        return self._stages != "classify"
+
+    def reload(self) -> list[ModelInfo]:
+        """Re-read ``[classifier]`` and ``[detector]``, load the new models beside the old ones and switch
+        between two batches. On any error the old models keep running and the error says why."""
+        config = self._reread() if self._reread is not None else self.config
+        models = self.backend.reload(config.cascade_config(stages=self._stages))
+        self.config = config
+        return models
+
+    # lifecycle
+
+    def start(self) -> None:
+        with self._lock:
+            self._started = True
+        self.pipeline.start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Until every finite stream is done (``True``), or ``timeout`` seconds pass."""
+        return self.pipeline.wait(timeout)
+
+    def run_until(self, stop: threading.Event, duration: float | None = None) -> None:
+        """Until every stream is done, ``duration`` seconds pass, or ``stop`` is set."""
+        deadline = None if duration is None else time.monotonic() + duration
+        while not stop.is_set():
+            step = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
+            if step <= 0 or self.wait(step):
+                return
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop sources and loop, deliver the results already made, release the models."""
+        self.pipeline.stop(timeout)
+        self.backend.close()

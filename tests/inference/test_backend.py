@@ -1,0 +1,90 @@
+"""The in-process backend on the real models: per-stream hooks, batches in flight, closing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from streamer.errors import ImageError, RunningModeError
+from streamer.inference.backend import LocalBackend, Request
+from streamer.inference.cascade import CascadeConfig, Hook
+from streamer.results import Detections
+from tests.media import photo
+
+COLLAGE = photo("collage")
+
+
+class FirstOnly:
+    """A stand-in tracker: lets only each frame's best object through to the classifier, and records its calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[int, ...], tuple[str, ...]]] = []
+        self.built: list[str] = []
+
+    def factory(self, stream_id: str) -> Hook | None:
+        self.built.append(stream_id)
+        if stream_id == "nothing":
+            return lambda stream, image, found: np.zeros(0, np.int64)
+        if stream_id == "plain":
+            return None  # no hook for it: every object is classified
+
+        def hook(stream: str, image: np.ndarray, found: Detections) -> np.ndarray:
+            self.calls.append((stream, image.shape, found.names))
+            return np.array([0])
+
+        return hook
+
+
+@pytest.fixture(scope="module")
+def first_only() -> Iterator[tuple[LocalBackend, FirstOnly]]:
+    hooks = FirstOnly()
+    backend = LocalBackend(CascadeConfig(stages="cascade", device="cpu", max_results=1), hooks=hooks.factory)
+    yield backend, hooks
+    backend.close()
+
+
+def test_the_hook_of_each_stream_picks_the_crops_to_classify(first_only: tuple[LocalBackend, FirstOnly]) -> None:
+    backend, hooks = first_only
+    requests = [Request(stream, COLLAGE) for stream in ("cam", "nothing", "plain", "")]
+    cam, nothing, plain, one_off = backend.submit(requests).result(timeout=60)
+    assert len(cam.objects) >= 3, "the hook chooses what is classified, never what is detected"
+    assert [bool(o.classes) for o in cam.objects] == [True] + [False] * (len(cam.objects) - 1)
+    assert not any(o.classes for o in nothing.objects)
+    assert all(o.classes for o in plain.objects) and all(o.classes for o in one_off.objects)
+    assert hooks.calls == [("cam", COLLAGE.shape, tuple(o.name for o in cam.objects))]
+    assert hooks.built == ["cam", "nothing", "plain"], "one hook per stream, none for one-off images"
+    backend.forget("cam")
+    backend.submit([Request("cam", COLLAGE)]).result(timeout=60)
+    assert hooks.built[-1] == "cam", "a forgotten stream's next frame builds a new hook"
+
+
+def test_batches_in_flight_come_back_in_order(first_only: tuple[LocalBackend, FirstOnly]) -> None:
+    backend, _ = first_only
+    images = [COLLAGE, np.ascontiguousarray(COLLAGE[:, ::-1]), COLLAGE[: COLLAGE.shape[0] // 2]]
+    futures = [backend.submit([Request("", image)]) for image in images]  # all submitted before any is awaited
+    results = [future.result(timeout=60)[0] for future in futures]
+    assert [(r.width, r.height) for r in results] == [image.shape[1::-1] for image in images]
+    assert all(r.models == {"detector": results[0].models["detector"], "classifier": results[0].models["classifier"]}
+               for r in results)
+
+
+def test_bad_images_are_refused_before_a_batch_and_a_closed_backend_says_so() -> None:
+    with pytest.raises(ImageError, match=r"got shape \[0, 5, 3\] uint8"):
+        Request("", np.zeros((0, 5, 3), np.uint8))
+    with pytest.raises(ImageError, match=r"got shape \[4, 4\] float64"):
+        Request("", np.zeros((4, 4)))
+    with LocalBackendClosing(CascadeConfig(device="cpu")) as backend:
+        [good] = backend.submit([Request("", photo("coffee"))]).result(timeout=60)
+        assert good.classes
+    with pytest.raises(RunningModeError, match="this inference backend is closed"):
+        backend.submit([Request("", photo("coffee"))])
+
+
+class LocalBackendClosing(LocalBackend):
+    def __enter__(self) -> LocalBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
