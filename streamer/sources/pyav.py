@@ -26,9 +26,23 @@ from streamer.files import describe
 from streamer.sources.base import Source, SourceState
 from streamer.vision.preprocess import upright
 
-__all__ = ["PyAVSource", "declared_end", "is_live_url", "matroska_clock", "short_read"]
+__all__ = ["PyAVSource", "declared_end", "is_live_url", "matroska_clock", "playback_delay", "short_read"]
 
 _UNAUTHORIZED = ("401", "Unauthorized", "authorization failed")
+
+
+def playback_delay(
+    clock: tuple[float, float] | None, pts_ms: float, now: float
+) -> tuple[tuple[float, float], float]:
+    """How long to wait before the frame at ``pts_ms`` so a file plays at its native speed.
+
+    ``clock`` is ``(wall seconds, pts_ms)`` of the first frame played (``None``
+    before it: this frame starts the clock); returns the clock to keep and the
+    delay in seconds (negative: late, show it at once). ``now`` is on the same
+    monotonic clock as the wall seconds.
+    """
+    clock = clock or (now, pts_ms)
+    return clock, clock[0] + (pts_ms - clock[1]) / 1000.0 - now
 
 
 def is_live_url(url: str) -> bool:
@@ -147,8 +161,7 @@ class PyAVSource(Source):
                 frame.time * 1000.0 if frame.time is not None else self._decoded * 1000 / fallback_fps
             )
             if self.realtime:
-                clock = clock or (time.monotonic(), pts_ms)
-                delay = clock[0] + (pts_ms - clock[1]) / 1000.0 - time.monotonic()
+                clock, delay = playback_delay(clock, pts_ms, time.monotonic())
                 if delay > 0 and self.stopping.wait(delay):
                     return None
             self._set_state(SourceState.LIVE)

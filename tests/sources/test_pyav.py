@@ -11,7 +11,7 @@ import pytest
 from streamer.errors import InputNotFoundError
 from streamer.frames import Frame
 from streamer.sources.base import Source, SourceState, redact, redact_text, secrets_in
-from streamer.sources.pyav import PyAVSource, is_live_url
+from streamer.sources.pyav import PyAVSource, is_live_url, playback_delay
 from tests.media import make_clip
 
 
@@ -73,15 +73,22 @@ def test_a_phone_video_is_turned_upright(tmp_path: Path) -> None:
     assert (source.stats().width, source.stats().height) == (240, 320)
 
 
-def test_realtime_file_plays_at_native_speed(tmp_path: Path) -> None:
+def test_realtime_pacing_follows_the_pts_on_a_fake_clock() -> None:
+    clock, delay = playback_delay(None, 1000.0, now=50.0)  # the first frame starts the clock, shown at once
+    assert (clock, delay) == ((50.0, 1000.0), 0.0)
+    assert playback_delay(clock, 1100.0, now=50.02) == (clock, pytest.approx(0.08)), "100 ms later in the file"
+    assert playback_delay(clock, 1200.0, now=50.5)[1] == pytest.approx(-0.3), "late: shown at once, no catch-up wait"
+    assert playback_delay(clock, 3000.0, now=51.0)[1] == pytest.approx(1.0)
+
+
+def test_realtime_file_acts_as_a_live_camera(tmp_path: Path) -> None:
     path = make_clip(tmp_path / "clip.mp4", frames=10, fps=10, size=(160, 120))
     source = PyAVSource("cam", str(path), realtime=True)
-    assert source.live
-    start = time.monotonic()
+    assert source.live, "a live buffer: it drops the oldest frame instead of waiting for the consumer"
     source.start()
     frames = _drain(source)
-    elapsed = time.monotonic() - start
-    assert len(frames) >= 8 and 0.85 <= elapsed <= 3.0, (len(frames), elapsed)
+    stamps = [f.pts_ms for f in frames]
+    assert len(frames) >= 8 and stamps == sorted(stamps)
 
 
 def test_looping_file_keeps_pts_increasing(tmp_path: Path) -> None:
