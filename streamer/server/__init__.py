@@ -1,1 +1,1 @@
-"""Serving results: the wire codec, the fan-out hub, the WebSocket/HTTP server."""
+"""Serving results: the page, the REST API, /metrics and the WebSocket (FastAPI under uvicorn, see ``app``)."""

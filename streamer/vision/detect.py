@@ -31,8 +31,6 @@ Any family's boxes may instead be fractions of the input size (0..1) with
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from streamer.errors import ConfigError, ModelError

@@ -8,10 +8,15 @@ Outside such a namespace, the tests selected here are replaced by one, ``test_pa
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from streamer.config import load_config
+from streamer.runtime import Runtime
+from streamer.sources.base import Source, SourceState
 from tests import netns
 
 WEB = Path(__file__).resolve().parent
@@ -50,3 +55,43 @@ def _network_namespace() -> None:
     """Inside the namespace, every session starts by proving that it is isolated."""
     if INSIDE:
         netns.assert_isolated()
+
+
+class StagedSource(Source):
+    """A stream whose frames and results the test hands to the server itself (known boxes, known times).
+
+    It is a real source of a real runtime, so ``/api/streams`` and ``hello`` list it; it is live at once and
+    decodes nothing, and :meth:`set_state` moves it (``reconnecting`` and back) as a camera would.
+    """
+
+    def __init__(self, stream_id: str) -> None:
+        super().__init__(stream_id, f"test:{stream_id}", live=True)
+
+    def _run(self) -> None:
+        self._set_state(SourceState.LIVE)
+        self.stopping.wait()
+
+    def set_state(self, state: str) -> None:
+        self._set_state(SourceState(state))
+
+
+@pytest.fixture(scope="session")
+def runtime(cache_dir: Path) -> Iterator[Runtime]:
+    """One started runtime on the embedded classifier (CPU) for the session's page tests; no streams."""
+    runtime = Runtime(load_config(env={}, overrides={"device": "cpu", "cache_dir": str(cache_dir)}))
+    runtime.start()
+    try:
+        yield runtime
+    finally:
+        runtime.stop()
+
+
+@contextmanager
+def staged(runtime: Runtime, stream_id: str = "cam") -> Iterator[StagedSource]:
+    """A :class:`StagedSource` in ``runtime`` for the block."""
+    source = StagedSource(stream_id)
+    runtime.add_source(source)
+    try:
+        yield source
+    finally:
+        runtime.remove_stream(stream_id)

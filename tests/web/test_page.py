@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 
 from streamer.results import Detection, Detections, FrameResult
+from streamer.runtime import Runtime
 from streamer.server.app import ServerConfig, StreamerServer
-from streamer.tasks import Classifier
 from tests import netns
 from tests.media import clip_frame, photo
 from tests.rtsp import RtspServer, rtsp_clip
 from tests.web.browser import chromium, running, screenshot, unavailable
-from tests.web.conftest import ENVIRON, INNER
+from tests.web.conftest import ENVIRON, INNER, staged
 
 BOX = (40.0, 30.0, 200.0, 180.0)  # in the 320x240 source's pixels
 
@@ -74,19 +74,15 @@ def test_page_in_a_network_namespace(request: pytest.FixtureRequest, tmp_path: P
         pytest.skip(f"the page's tests skipped in their network namespace: {reasons}")
 
 
-def _stats() -> list[dict[str, object]]:
-    return [{"stream": "cam", "state": "live"}]
-
-
 def _wait(page: Any, expression: str, timeout_s: float = 20) -> None:
     page.wait_for_function(expression, timeout=timeout_s * 1000, polling=100)
 
 
 @pytest.fixture
-def cam_server() -> Iterator[StreamerServer]:
+def cam_server(runtime: Runtime) -> Iterator[StreamerServer]:
     """A server whose stream "cam" gets clip frames at 15 fps, each with a result holding one box."""
     stop = threading.Event()
-    with running(lambda: StreamerServer(ServerConfig(port=0), stats=_stats)) as server:
+    with staged(runtime, "cam"), running(lambda: StreamerServer(ServerConfig(port=0), runtime)) as server:
 
         def feed() -> None:
             picture, start = photo(), time.monotonic()
@@ -183,65 +179,49 @@ def _y4m(path: Path, picture: np.ndarray, frames: int = 30) -> Path:
     return path
 
 
-def test_the_browser_camera_is_classified_and_drawn(tmp_path: Path, classifier: Classifier) -> None:
-    from streamer.pipeline.pipeline import Pipeline
-
+def test_the_browser_camera_is_classified_and_drawn(tmp_path: Path, runtime: Runtime) -> None:
     clip = _y4m(tmp_path / "coffee.y4m", photo("coffee"))
-    server: StreamerServer | None = None
-
-    def deliver(result: FrameResult, frame: object) -> None:
-        if server is not None:
-            server.publish_result(result)
-
-    pipeline = Pipeline(classifier, on_result=deliver, max_frame_age_ms=1000)
 
     def make() -> StreamerServer:
-        return StreamerServer(
-            ServerConfig(port=0),
-            classifier,
-            stats=pipeline.stats,
-            add_source=pipeline.add,
-            remove_source=pipeline.remove,
-        )
+        return StreamerServer(ServerConfig(port=0), runtime)
 
-    pipeline.start()
     fake_camera = (
         "--use-fake-ui-for-media-stream",
         "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-video-capture={clip}",
     )
-    try:
-        with running(make) as started, chromium(fake_camera) as browser:
-            server = started
-            page = browser.new_page(viewport={"width": 1000, "height": 700})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(started.url)
-            page.wait_for_selector("#camera-button", timeout=10_000)
-            _wait(page, "document.querySelector('#connection').textContent === 'connected'", 10)
-            clicked = time.monotonic()
-            page.click("#camera-button")
-            _wait(page, "(window.streamer.results['browser-1'] || []).length > 0", 30)
-            first_result_s = time.monotonic() - clicked
-            _wait(page, "(window.streamer.drawn['browser-1'] || 0) > 0", 10)
-            assert page.eval_on_selector('.card[data-stream="browser-1"] video', "v => v.videoWidth") == 320
-            names = page.evaluate(
-                "window.streamer.results['browser-1'].flatMap(r => r.classes.slice(0, 2).map(c => c.name))"
-            )
-            assert set(names) & {"espresso", "cup", "coffee mug"}, names
-            badge = '.card[data-stream="browser-1"] .badge'
-            _wait(page, f"document.querySelector('{badge}').textContent === 'live'", 10)
-            path = screenshot(page, "camera")
-            print(f"first camera result {first_result_s:.2f} s after the click; screenshot {path}")
-            assert not errors, errors
-    finally:
-        pipeline.stop()
+    with running(make) as started, chromium(fake_camera) as browser:
+        page = browser.new_page(viewport={"width": 1000, "height": 700})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(started.url)
+        page.wait_for_selector("#camera-button", timeout=10_000)
+        _wait(page, "document.querySelector('#connection').textContent === 'connected'", 10)
+        clicked = time.monotonic()
+        page.click("#camera-button")
+        _wait(page, "(window.streamer.results['browser-1'] || []).length > 0", 30)
+        first_result_s = time.monotonic() - clicked
+        _wait(page, "(window.streamer.drawn['browser-1'] || 0) > 0", 10)
+        assert page.eval_on_selector('.card[data-stream="browser-1"] video', "v => v.videoWidth") == 320
+        names = page.evaluate(
+            "window.streamer.results['browser-1'].flatMap(r => r.classes.slice(0, 2).map(c => c.name))"
+        )
+        assert set(names) & {"espresso", "cup", "coffee mug"}, names
+        badge = '.card[data-stream="browser-1"] .badge'
+        _wait(page, f"document.querySelector('{badge}').textContent === 'live'", 10)
+        path = screenshot(page, "camera")
+        print(f"first camera result {first_result_s:.2f} s after the click; screenshot {path}")
+        assert not errors, errors
 
 
-def test_the_page_passes_its_token_on() -> None:
+def test_the_page_passes_its_token_on(runtime: Runtime) -> None:
     """With ``?token=`` in the page's address the WebSocket and /api/streams are authorised."""
     config = ServerConfig(port=0, token="s3cret")
-    with running(lambda: StreamerServer(config, stats=_stats)) as server, chromium() as browser:
+    with (
+        staged(runtime, "cam"),
+        running(lambda: StreamerServer(config, runtime)) as server,
+        chromium() as browser,
+    ):
         page = browser.new_page()
         page.goto(server.url + "?token=s3cret")
         page.wait_for_selector('.card[data-stream="cam"]', timeout=10_000)
@@ -249,15 +229,15 @@ def test_the_page_passes_its_token_on() -> None:
         assert page.text_content("#connection") == "connected"
 
 
-def test_the_badge_follows_the_stream_state() -> None:
+def test_the_badge_follows_the_stream_state(runtime: Runtime) -> None:
     """When a source dies its stream goes "reconnecting", then "live" again: the card's badge follows (2 s polls)."""
-    state = {"cam": "live"}
     badge = '.card[data-stream="cam"] .badge'
 
-    def stats() -> list[dict[str, object]]:
-        return [{"stream": "cam", "state": state["cam"]}]
-
-    with running(lambda: StreamerServer(ServerConfig(port=0), stats=stats)) as server, chromium() as browser:
+    with (
+        staged(runtime, "cam") as cam,
+        running(lambda: StreamerServer(ServerConfig(port=0), runtime)) as server,
+        chromium() as browser,
+    ):
         page = browser.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -265,7 +245,7 @@ def test_the_badge_follows_the_stream_state() -> None:
         page.wait_for_selector(badge, timeout=10_000)
         seen: list[str] = []
         for wanted in ("live", "reconnecting", "live"):
-            state["cam"] = wanted
+            cam.set_state(wanted)
             changed = time.monotonic()
             _wait(page, f"document.querySelector('{badge}').textContent === '{wanted}'", 8)
             assert page.eval_on_selector(badge, "b => b.dataset.state") == wanted
@@ -275,29 +255,19 @@ def test_the_badge_follows_the_stream_state() -> None:
 
 
 def test_the_badge_follows_a_real_camera_killed_and_restarted(
-    rtsp_server: RtspServer, tmp_path: Path, classifier: Classifier
+    rtsp_server: RtspServer, tmp_path: Path, runtime: Runtime
 ) -> None:
-    """A real RTSP camera through the real pipeline: killed, the card says reconnecting; restarted, live again."""
-    from streamer.pipeline.pipeline import Pipeline
+    """A real RTSP camera through the real runtime: killed, the card says reconnecting; restarted, live again."""
     from streamer.sources import PyAVSource
 
     url = rtsp_server.start(rtsp_clip(tmp_path / "cam.mp4"), loop=True)
-    holder: list[StreamerServer] = []
-    pipeline = Pipeline(
-        classifier,
-        on_result=lambda result, frame: holder and holder[0].publish_result(result),
-        on_frame=lambda frame: holder and holder[0].publish_frame(frame.stream_id, frame.image, frame.pts_ms),
-        max_frame_age_ms=1000,
-    )
-    pipeline.add(PyAVSource("cam", url, open_timeout=3.0, read_timeout=2.0, backoff=(0.2, 1.0)))
     badge = '.card[data-stream="cam"] .badge'
     try:
         with (
-            running(lambda: StreamerServer(ServerConfig(port=0), classifier, stats=pipeline.stats)) as server,
+            running(lambda: StreamerServer(ServerConfig(port=0), runtime)) as server,
             chromium() as browser,
         ):
-            holder.append(server)
-            pipeline.start()
+            runtime.add_source(PyAVSource("cam", url, open_timeout=3.0, read_timeout=2.0, backoff=(0.2, 1.0)))
             page = browser.new_page()
             page.goto(server.url)
             page.wait_for_selector(badge, timeout=20_000)
@@ -309,4 +279,4 @@ def test_the_badge_follows_a_real_camera_killed_and_restarted(
             _wait(page, "(window.streamer.results.cam || []).length > 0", 20)
             screenshot(page, "camera-restarted")
     finally:
-        pipeline.stop()
+        runtime.remove_stream("cam")

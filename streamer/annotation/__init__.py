@@ -1,0 +1,1 @@
+"""``streamer annotate``: video files in, annotated video and result files out."""
