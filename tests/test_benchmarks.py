@@ -20,6 +20,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
         ("bench_reader.py", ["--frames", "10", "--rounds", "2"], "ratio streamer / bare"),
         ("bench_live.py", ["--duration", "3", "--long", "0"], "ratio age p50 / bare"),
         ("bench_overload.py", ["--duration", "8"], "targets:"),
+        ("bench_rest.py", ["--rounds", "2", "--requests", "2", "--seconds", "1"], "ratio in-process / REST"),
         ("bench_annotate.py", ["--frames", "8"], "ratio job / slowest stage"),
         ("bench_latency.py", ["--duration", "3", "--warmup", "1", "--clients", "5", "--hub-seconds", "1"], "hub:"),
     ],

@@ -16,7 +16,9 @@ empty) leaves by itself.
 One-off images (:meth:`InferenceLoop.classify`, the server's REST and
 WebSocket classify requests) wait in a queue that the scheduler sees as one
 more lossless stream, so they share batches with the streams instead of
-racing them for the models.
+racing them for the models; when its turn comes, the oldest request goes in
+with as many waiting ones as fit in ``max_batch``, so concurrent requests
+share a batch too.
 """
 
 from __future__ import annotations
@@ -73,10 +75,10 @@ class _Job:
 
 @dataclass
 class _Batch:
-    """What was submitted in one round: the streams' frames, then one job's images."""
+    """What was submitted in one round: the streams' frames, then the jobs' images."""
 
     frames: list[tuple[_Stream, Frame]]
-    job: _Job | None
+    jobs: list[_Job]
     started: float
     future: Future[list[FrameResult]]
 
@@ -174,8 +176,8 @@ class InferenceLoop:
         for job in jobs:
             job.future.set_exception(RuntimeError("the inference loop stopped before these images were run"))
 
-    def _collect(self) -> tuple[list[tuple[_Stream, Frame]], _Job | None]:
-        """One frame from each ready stream and maybe a job, as :func:`plan_batch` decides;
+    def _collect(self) -> tuple[list[tuple[_Stream, Frame]], list[_Job]]:
+        """One frame from each ready stream and maybe jobs, as :func:`plan_batch` decides;
         too-old live frames dropped."""
         now = time.monotonic()
         with self._lock:
@@ -207,11 +209,10 @@ class InferenceLoop:
             stream.buffer.count_dropped()
             stream.counters.too_old += 1
         batch: list[tuple[_Stream, Frame]] = []
-        job = None
+        take_jobs = False
         for key in plan.infer:
             if key == JOBS:
-                with self._lock:
-                    job = self._jobs.popleft() if self._jobs else None
+                take_jobs = True
                 continue
             stream = by_id[key]
             frame = stream.buffer.get() if stream.buffer.lossless else stream.buffer.take_newest()
@@ -219,14 +220,24 @@ class InferenceLoop:
                 continue
             stream.next_due = plan.due[key]
             batch.append((stream, frame))
-        return batch, job
+        return batch, self._take_jobs(self.max_batch - len(batch)) if take_jobs else []
+
+    def _take_jobs(self, room: int) -> list[_Job]:
+        """The oldest job, and more while their images fit in ``room`` (concurrent requests share a batch)."""
+        jobs: list[_Job] = []
+        with self._lock:
+            while self._jobs and (not jobs or len(self._jobs[0].requests) <= room):
+                job = self._jobs.popleft()
+                room -= len(job.requests)
+                jobs.append(job)
+        return jobs
 
     def _submit(self) -> _Batch | None:
-        frames, job = self._collect()
-        if not frames and job is None:
+        frames, jobs = self._collect()
+        if not frames and not jobs:
             return None
         requests = [Request(frame.stream_id, frame.image) for _, frame in frames]
-        if job is not None:
+        for job in jobs:
             requests += job.requests
         started = time.monotonic()
         try:
@@ -234,7 +245,7 @@ class InferenceLoop:
         except Exception as exc:  # the backend is closed or broken: fail this batch, keep the loop
             future = Future()
             future.set_exception(exc)
-        return _Batch(frames, job, started, future)
+        return _Batch(frames, jobs, started, future)
 
     def _run(self) -> None:
         pending: deque[_Batch] = deque()
@@ -250,7 +261,7 @@ class InferenceLoop:
             self.wakeup.wait(0.05)
 
     def _finish(self, batch: _Batch) -> None:
-        """Wait for a batch's results and deliver them: the streams' frames, then the job's future."""
+        """Wait for a batch's results and deliver them: the streams' frames, then each job's future."""
         try:
             results = batch.future.result()
         except Exception as exc:
@@ -258,16 +269,18 @@ class InferenceLoop:
             log.error(
                 "inference failed on a batch of %d frames%s; going on: %s",
                 len(batch.frames),
-                " and a classify request" if batch.job else "",
+                f" and {len(batch.jobs)} classify request(s)" if batch.jobs else "",
                 exc,
                 exc_info=exc,
             )
-            if batch.job is not None:
-                batch.job.future.set_exception(exc)
+            for job in batch.jobs:
+                job.future.set_exception(exc)
             return
         count = len(batch.frames)
-        if batch.job is not None:
-            batch.job.future.set_result(results[count:])
+        start = count
+        for job in batch.jobs:
+            job.future.set_result(results[start : start + len(job.requests)])
+            start += len(job.requests)
         started = batch.started
         for (stream, frame), result in zip(batch.frames, results[:count], strict=True):
             delivered = time.monotonic()

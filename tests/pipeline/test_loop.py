@@ -166,6 +166,18 @@ def test_one_off_images_share_batches_with_the_streams() -> None:
     assert sorted(r.stream for r, _ in rec.results) == ["cam0", "cam1"]
 
 
+def test_concurrent_one_off_requests_share_a_batch() -> None:
+    rec = Recorder()
+    loop = InferenceLoop(rec, rec.deliver, max_batch=4)
+    image = np.zeros((8, 8, 3), np.uint8)
+    jobs = [loop.classify([Request("", image)] * size) for size in (1, 2, 1, 3)]
+    loop.start()
+    answers = [job.result(timeout=5) for job in jobs]
+    loop.stop()
+    assert [len(a) for a in answers] == [1, 2, 1, 3]
+    assert [len(b) for b in rec.batches] == [4, 3], "the first three requests fill a batch; the fourth, too big, waits"
+
+
 def test_one_off_images_get_the_error_of_their_batch_and_queued_ones_are_failed_on_stop() -> None:
     rec = Recorder(fail=lambda n: True)
     loop = InferenceLoop(rec, rec.deliver)
