@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from types import TracebackType
 
@@ -31,7 +31,7 @@ from streamer.inference.backend import LocalBackend, Request
 from streamer.inference.cascade import DEFAULT_CLASSIFIER, DEFAULT_DETECTOR, STAGES, CascadeConfig
 from streamer.models.classifier import ClassifierStage
 from streamer.models.detector import DetectorStage
-from streamer.models.spec import ClassifierModel, DetectorModel
+from streamer.models.spec import ClassifierModel
 from streamer.pipeline.dispatch import Dispatcher
 from streamer.pipeline.loop import InferenceLoop
 from streamer.results import FrameResult
@@ -60,8 +60,8 @@ class RunningMode(enum.Enum):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ClassifierOptions:
-    """Everything a :class:`Classifier` needs; validated on creation.
+class ClassifierOptions(CascadeConfig):
+    """Everything a :class:`Classifier` needs: the cascade's config and the running mode's; validated on creation.
 
     ``stages``: ``classify``, ``detect`` or ``cascade`` (see the module).
     ``model`` is the classifier, ``detector`` the detector; each is loaded only
@@ -79,29 +79,14 @@ class ClassifierOptions:
     threads each model's ONNX Runtime session uses (``None``: one per core).
     """
 
-    model: ClassifierModel = field(default_factory=lambda: ClassifierModel(model=DEFAULT_CLASSIFIER))
-    detector: DetectorModel = field(default_factory=lambda: DetectorModel(model=DEFAULT_DETECTOR))
-    stages: str = "classify"
     running_mode: RunningMode = RunningMode.IMAGE
-    max_results: int | None = 5
-    score_threshold: float = 0.0
-    category_allowlist: tuple[str, ...] = ()
-    category_denylist: tuple[str, ...] = ()
-    object_allowlist: tuple[str, ...] = ()
-    object_denylist: tuple[str, ...] = ()
-    cascade_classes: tuple[str, ...] = ()
-    crop_margin: float = 0.1
-    display_names_locale: str | None = None
     region_of_interest: RegionOfInterest | None = None
     result_callback: ResultCallback | None = None
-    device: str = "auto"
-    cache_dir: Path | None = None
-    threads: int | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not isinstance(self.running_mode, RunningMode):
             raise ConfigError(f"running_mode = {self.running_mode!r}; use RunningMode.IMAGE, VIDEO or LIVE_STREAM")
-        self.cascade_config()  # validates the models' options
         live = self.running_mode is RunningMode.LIVE_STREAM
         if live and self.result_callback is None:
             raise ConfigError("running_mode LIVE_STREAM needs a result_callback(result, image, timestamp_ms)")

@@ -11,7 +11,9 @@ import pytest
 from onnx import TensorProto, helper
 from skimage import data
 
+from streamer.config import load_config
 from streamer.models import zoo
+from streamer.runtime import Runtime
 from streamer.sources.images import read_image
 from streamer.tasks import Classifier, ClassifierOptions
 from tests.rtsp import rtsp_server  # noqa: F401  (a fixture for every test module)
@@ -38,6 +40,18 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, cache_dir: Path) -> None:
 def classifier(cache_dir: Path) -> Iterator[Classifier]:
     with Classifier.create_from_options(ClassifierOptions(cache_dir=cache_dir, device="cpu")) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def runtime(cache_dir: Path) -> Iterator[Runtime]:
+    """One started runtime on the embedded classifier (CPU) for the session, no streams; a test that adds
+    streams to it removes them."""
+    runtime = Runtime(load_config(env={}, overrides={"device": "cpu", "cache_dir": str(cache_dir)}))
+    runtime.start()
+    try:
+        yield runtime
+    finally:
+        runtime.stop()
 
 
 @pytest.fixture(scope="session")

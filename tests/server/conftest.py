@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import pytest
 from websockets.asyncio.client import ClientConnection
 
 from streamer.config import StreamSpec, load_config
@@ -32,17 +31,6 @@ SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 def make_runtime(cache_dir: Path, **overrides: Any) -> Runtime:
     """A runtime on the embedded models (CPU), none of the developer's config or environment read."""
     return Runtime(load_config(env={}, overrides={"device": "cpu", "cache_dir": str(cache_dir), **overrides}))
-
-
-@pytest.fixture(scope="session")
-def runtime(cache_dir: Path) -> Iterator[Runtime]:
-    """One started runtime for the session: the embedded classifier, no streams."""
-    runtime = make_runtime(cache_dir)
-    runtime.start()
-    try:
-        yield runtime
-    finally:
-        runtime.stop()
 
 
 @contextmanager

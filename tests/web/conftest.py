@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from streamer.config import load_config
 from streamer.runtime import Runtime
 from streamer.sources.base import Source, SourceState
 from tests import netns
@@ -73,17 +72,6 @@ class StagedSource(Source):
 
     def set_state(self, state: str) -> None:
         self._set_state(SourceState(state))
-
-
-@pytest.fixture(scope="session")
-def runtime(cache_dir: Path) -> Iterator[Runtime]:
-    """One started runtime on the embedded classifier (CPU) for the session's page tests; no streams."""
-    runtime = Runtime(load_config(env={}, overrides={"device": "cpu", "cache_dir": str(cache_dir)}))
-    runtime.start()
-    try:
-        yield runtime
-    finally:
-        runtime.stop()
 
 
 @contextmanager
