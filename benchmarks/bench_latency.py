@@ -4,10 +4,12 @@ Part 1, latency. A live source in this script makes 640x480 frames at 30 fps
 (a real photograph panned, ``tests.media.clip_frame``) and stamps each with its
 capture time: the low 32 bits of ``time.time()`` in ms plus an 8-bit checksum,
 drawn as 40 black/white blocks of 16x32 px along the top (big enough to survive
-VP8). ``pts_ms`` is the capture time minus the run's start. The frames go
-through the real ``Pipeline`` (``classify`` on the CPU, ``max_batch`` 4,
-``max_frame_age_ms`` 500; ``on_frame`` -> ``publish_frame``, ``on_result`` ->
-``publish_result``) and a real ``StreamerServer`` (port 0) to the page in
+VP8). ``pts_ms`` is the capture time minus the run's start. The source is the
+one stream of a real ``Runtime`` (``runtime.add_source``), built from a config
+file of ``device = "cpu"``: the embedded classifier, ``stages`` classify and
+``[server]``'s ``max_batch`` 4 and ``max_frame_age_ms`` 500. A real
+``StreamerServer(ServerConfig(port=0), runtime)`` subscribes to the runtime's
+frames (WebRTC to the page) and results (the hub) and serves the page to
 headless Chromium (Debian's, ``/usr/bin/chromium``). JS injected into the page
 reads back, for every displayed frame (``requestVideoFrameCallback``), the
 barcode from the video drawn into an offscreen canvas:
@@ -23,10 +25,14 @@ Both clocks are this machine's wall clock. Printed: p50/p95 of both over
 ``--duration`` seconds (after a warm-up) and the frames measured. Target: p95
 < 250 ms at 30 fps. The baseline, to split the overlay's latency, is the
 pipeline's own ``timings_ms["age"]`` (capture -> result on the server) and the
-bare ``cascade.run([frame])`` (the models on the calling thread) time.
+bare ``cascade.run([frame])`` (the runtime's models on the calling thread,
+before it starts) time.
 
-Part 2, the hub. A ``StreamerServer`` (port 0) and ``--clients`` real
-WebSocket clients (``websockets.asyncio.client``) on another thread's loop. A
+Part 2, the hub. A ``StreamerServer`` (port 0, its uvicorn on a loop thread of
+its own) of a CPU ``Runtime`` whose one stream, ``cam``, is live but decodes
+nothing, and ``--clients`` real WebSocket clients
+(``websockets.asyncio.client``) on the main thread's loop, each reading ``/ws``
+(``hello``, then the results through its own queue in the hub). A
 thread publishes one pre-encoded realistic result (a FrameResult with a few
 objects) with ``hub.publish`` as fast as the server's loop takes it (it waits
 for the loop every 64 results, so callbacks never pile up) for
@@ -47,6 +53,7 @@ import asyncio
 import shutil
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -62,14 +69,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
+from streamer.config import load_config
 from streamer.frames import Frame
 from streamer.inference.backend import Request
-from streamer.pipeline.pipeline import Pipeline
-from streamer.results import Category, Detection, FrameResult
+from streamer.results import Category, Detection, Detections, FrameResult
+from streamer.runtime import Runtime
 from streamer.server import wire
 from streamer.server.app import ServerConfig, StreamerServer
 from streamer.sources.base import Source, SourceState
-from streamer.tasks import Classifier, ClassifierOptions
 from tests.media import clip_frame, photo
 from tests.web.browser import CHROMIUM, CHROMIUM_ARGS  # the same browser and flags as the page tests
 
@@ -114,6 +121,43 @@ class StampedSource(Source):
             if not self._emit(image, float(wall_ms - self.t0_ms), (time.perf_counter() - made) * 1000):
                 return
             i += 1
+
+
+class IdleSource(Source):
+    """A live stream that is listed (``hello``, ``/api/streams``) but decodes nothing: the hub part's ``cam``."""
+
+    def __init__(self, stream_id: str) -> None:
+        super().__init__(stream_id, f"idle://{stream_id}", live=True)
+
+    def _run(self) -> None:
+        self._set_state(SourceState.LIVE)
+        self.stopping.wait()
+
+
+@contextmanager
+def served(source: Source) -> Iterator[tuple[Runtime, StreamerServer, asyncio.AbstractEventLoop]]:
+    """A :class:`Runtime` (the embedded classifier on the CPU; ``[server]``'s ``max_batch`` 4 and
+    ``max_frame_age_ms`` 500) with ``source`` as its one stream, and a real :class:`StreamerServer` of it on a
+    free loopback port, serving on an event loop thread of its own.
+
+    Yields the runtime not yet started (subscribe, then ``runtime.start()``), the server started and its loop;
+    on exit the server stops, then the runtime (the order of :mod:`streamer.server.app`'s call order).
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "config.toml"
+        path.write_text('device = "cpu"\nstages = "classify"\n')
+        runtime = Runtime(load_config(path, env={}))
+    try:
+        runtime.add_source(source)
+        server = StreamerServer(ServerConfig(port=0), runtime)  # subscribes to the runtime
+        with loop_thread() as loop:
+            on(loop, server.start())
+            try:
+                yield runtime, server, loop
+            finally:
+                on(loop, server.stop())
+    finally:
+        runtime.stop()
 
 
 @contextmanager
@@ -218,76 +262,60 @@ _RESET = (
 def latency(duration: float, warmup: float) -> None:
     from playwright.sync_api import sync_playwright
 
-    classifier = Classifier.create_from_options(ClassifierOptions(stages="classify", device="cpu"))
     t0_ms = int(time.time() * 1000)
     source = StampedSource("cam", t0_ms)
     image = source._frames[0]
-    for _ in range(3):
-        classifier.backend.cascade.run([Request("", image)])
-    calls = []
-    for _ in range(15):
-        start = time.perf_counter()
-        classifier.backend.cascade.run([Request("", image)])
-        calls.append((time.perf_counter() - start) * 1000.0)
-    bare_ms = statistics.median(calls)
-
-    server: StreamerServer | None = None
     ages: list[float] = []
     measuring = threading.Event()
 
     def on_result(result: FrameResult, frame: Frame) -> None:
-        if server is not None:
-            server.publish_result(result)
         if measuring.is_set():
             ages.append(result.timings_ms["age"])
 
-    def on_frame(frame: Frame) -> None:
-        if server is not None:
-            server.publish_frame(frame.stream_id, frame.image, frame.pts_ms)
-
-    pipeline = Pipeline(classifier.backend, on_result=on_result, on_frame=on_frame, max_batch=4, max_frame_age_ms=500)
-    pipeline.add(source)
-    print(
-        f"latency: stages classify on {classifier.provider}, {SIZE[0]}x{SIZE[1]} @ {FPS} fps stamped source -> "
-        f"Pipeline -> StreamerServer -> headless Chromium over loopback WebRTC"
-    )
-    print(f"    bare cascade.run([frame]): {bare_ms:.1f} ms (median of 15)")
-    with loop_thread() as loop, classifier:
-        started = StreamerServer(ServerConfig(port=0), stats=pipeline.stats)
-        on(loop, started.start())
-        server = started
-        pipeline.start()
-        try:
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                try:
-                    page = browser.new_page(viewport={"width": 1000, "height": 800})
-                    errors: list[str] = []
-                    page.on("pageerror", lambda exc: errors.append(str(exc)))
-                    page.goto(started.url)
-                    page.wait_for_selector('.card[data-stream="cam"]', timeout=15_000)
-                    page.wait_for_function(
-                        "document.querySelector('.card[data-stream=\"cam\"] video').currentTime > 0 && "
-                        "(window.streamer.results.cam || []).length > 0",
-                        timeout=30_000,
-                        polling=100,
-                    )
-                    skew = page.evaluate(_MEASURE, [BITS, BLOCK_W, BLOCK_H, t0_ms])
-                    time.sleep(warmup)
-                    page.evaluate(_RESET)
-                    measuring.set()
-                    time.sleep(duration)
-                    measuring.clear()
-                    got = page.evaluate("window.__latency")
-                    size = page.evaluate(
-                        "[document.querySelector('.card[data-stream=\"cam\"] video').videoWidth, "
-                        "document.querySelector('.card[data-stream=\"cam\"] video').videoHeight]"
-                    )
-                finally:
-                    browser.close()
-        finally:
-            pipeline.stop()
-            on(loop, started.stop())
+    with served(source) as (runtime, server, _):
+        cascade = runtime.backend.cascade
+        for _ in range(3):
+            cascade.run([Request("", image)])
+        calls = []
+        for _ in range(15):
+            start = time.perf_counter()
+            cascade.run([Request("", image)])
+            calls.append((time.perf_counter() - start) * 1000.0)
+        bare_ms = statistics.median(calls)
+        print(
+            f"latency: stages classify on {runtime.provider}, {SIZE[0]}x{SIZE[1]} @ {FPS} fps stamped source -> "
+            f"Runtime -> StreamerServer -> headless Chromium over loopback WebRTC"
+        )
+        print(f"    bare cascade.run([frame]): {bare_ms:.1f} ms (median of 15)")
+        runtime.subscribe(on_result)  # beside the server's own subscription, which publishes the results
+        runtime.start()
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1000, "height": 800})
+                errors: list[str] = []
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                page.goto(server.url)
+                page.wait_for_selector('.card[data-stream="cam"]', timeout=15_000)
+                page.wait_for_function(
+                    "document.querySelector('.card[data-stream=\"cam\"] video').currentTime > 0 && "
+                    "(window.streamer.results.cam || []).length > 0",
+                    timeout=30_000,
+                    polling=100,
+                )
+                skew = page.evaluate(_MEASURE, [BITS, BLOCK_W, BLOCK_H, t0_ms])
+                time.sleep(warmup)
+                page.evaluate(_RESET)
+                measuring.set()
+                time.sleep(duration)
+                measuring.clear()
+                got = page.evaluate("window.__latency")
+                size = page.evaluate(
+                    "[document.querySelector('.card[data-stream=\"cam\"] video').videoWidth, "
+                    "document.querySelector('.card[data-stream=\"cam\"] video').videoHeight]"
+                )
+            finally:
+                browser.close()
     display, overlay, arrival = got["display"], got["overlay"], got["arrival"]
     print(
         f"    {duration:.0f} s measured: {got['frames']} frames displayed ({got['frames'] / duration:.1f} fps, "
@@ -316,15 +344,17 @@ def latency(duration: float, warmup: float) -> None:
 
 def sample_result() -> str:
     """One realistic result message: a detection frame with a few objects, encoded once."""
-    objects = tuple(
-        Detection(
-            (10.0 + 40 * i, 20.0 + 30 * i, 120.0 + 40 * i, 200.0 + 30 * i),
-            i,
-            name,
-            0.9 - 0.1 * i,
-            classes=(Category(i, name, name.title(), 0.9 - 0.1 * i),),
-        )
-        for i, name in enumerate(("person", "cup", "laptop", "chair"))
+    objects = Detections.of(
+        [
+            Detection(
+                (10.0 + 40 * i, 20.0 + 30 * i, 120.0 + 40 * i, 200.0 + 30 * i),
+                i,
+                name,
+                0.9 - 0.1 * i,
+                classes=(Category(i, name, name.title(), 0.9 - 0.1 * i),),
+            )
+            for i, name in enumerate(("person", "cup", "laptop", "chair"))
+        ]
     )
     result = FrameResult(
         640,
@@ -424,22 +454,18 @@ def hub_run(
 
 def hub(clients: int, seconds: float) -> None:
     text = sample_result()
-    with loop_thread() as loop:
-        server = StreamerServer(ServerConfig(port=0), stats=lambda: [{"stream": "cam", "state": "live"}])
-        on(loop, server.start())
-        try:
-            hub_ = server.hub
-            published, total, got, ours = hub_run(
-                lambda: server.url.replace("http://", "ws://") + "ws",
-                loop,
-                lambda: hub_.publish(text, "cam"),
-                clients,
-                1,
-                seconds,
-            )
-            dropped = server.ws_dropped()
-        finally:
-            on(loop, server.stop())
+    with served(IdleSource("cam")) as (runtime, server, loop):
+        runtime.start()
+        hub_ = server.hub
+        published, total, got, ours = hub_run(
+            lambda: server.url.replace("http://", "ws://") + "ws",
+            loop,
+            lambda: hub_.publish(text, "cam"),
+            clients,
+            1,
+            seconds,
+        )
+        dropped = server.ws_dropped()
 
     with loop_thread() as loop:
         connections: set[ServerConnection] = set()

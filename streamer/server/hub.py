@@ -8,7 +8,10 @@ on the asyncio loop the hub was created on. Call order::
 
     hub = Hub(loop, queue_size=64)           # on the server's event loop
     client = hub.connect()                   # per WebSocket connection
-    text = await client.next()               # in that connection's sender task
+    text = await client.next()               # in that connection's sender task, one message...
+    await client.wait()                      # ... or: until one is queued, then
+    for _ in range(len(client)):             #     the ones queued now, oldest first,
+        text = client.pop()                  #     with no await between them
     hub.publish(text, stream="cam1")         # from anywhere
     hub.disconnect(client)
 """
@@ -44,9 +47,21 @@ class Client:
 
     async def next(self) -> str:
         """The oldest queued message, waiting for one."""
+        await self.wait()
+        return self._queue.popleft()
+
+    async def wait(self) -> None:
+        """Until a message is queued (at once if one is)."""
         while not self._queue:
             self._ready.clear()
             await self._ready.wait()
+
+    def pop(self) -> str:
+        """The oldest queued message; an :class:`IndexError` if there is none (see :meth:`wait`).
+
+        The queue only shrinks by ``pop`` (dropping the oldest keeps it full), so a sender may pop
+        ``len(client)`` messages, however many arrive meanwhile.
+        """
         return self._queue.popleft()
 
     def __len__(self) -> int:
@@ -101,5 +116,5 @@ class Hub:
             if owner is not None and owner in self.clients:
                 owner.offer(text, stream)
             return
-        for client in list(self.clients):
+        for client in self.clients:  # offer() never connects or disconnects anyone
             client.offer(text, stream)

@@ -133,10 +133,22 @@ class WebSocketChannel:
             await session.websocket.send_text(text)
 
     async def _send_results(self, session: _Session) -> None:
+        """Send the client's queued results, oldest first, as they come.
+
+        Once woken, it sends as many results as are queued under one hold of the send lock, each as one
+        ASGI message straight to ``websocket.send`` (no lock, no task switch and no coroutine of ours per
+        result while the connection takes them). A reply waiting for the lock comes after at most that
+        many, even while a slow client's queue keeps refilling (and dropping its oldest).
+        """
         client = session.connection.client
+        wait, pop, send = client.wait, client.pop, session.websocket.send
+        lock = session.send_lock
         try:
             while True:
-                await self._send(session, await client.next())
+                await wait()
+                async with lock:
+                    for _ in range(len(client)):
+                        await send({"type": "websocket.send", "text": pop()})
         except _GONE:
             return
 
