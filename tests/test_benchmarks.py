@@ -22,7 +22,11 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
         ("bench_overload.py", ["--duration", "8"], "targets:"),
         ("bench_rest.py", ["--rounds", "2", "--requests", "2", "--seconds", "1"], "ratio in-process / REST"),
         ("bench_annotate.py", ["--frames", "8"], "ratio job / slowest stage"),
-        ("bench_latency.py", ["--duration", "3", "--warmup", "1", "--clients", "5", "--hub-seconds", "1"], "hub:"),
+        (
+            "bench_latency.py",
+            ["--duration", "3", "--warmup", "1", "--clients", "5", "--hub-seconds", "1", "--hub-rounds", "2"],
+            "hub:",
+        ),
     ],
 )
 def test_benchmark_runs(script: str, args: list[str], expected: str) -> None:
