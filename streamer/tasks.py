@@ -205,7 +205,7 @@ class Classifier:
         return self._live[1].dropped if self._live is not None else 0
 
     def _run(self, image: np.ndarray, roi: RegionOfInterest | None) -> FrameResult:
-        return self._backend.submit([Request("", image, roi)]).result()[0]
+        return self._backend.run([Request("", image, roi)])[0]
 
     def close(self) -> None:
         """Stop LIVE_STREAM delivery (callbacks queued so far still run), release the models;

@@ -108,7 +108,7 @@ def evaluate(
                 unreadable.append((str(path), str(exc)))
                 continue
             labels.append(label)
-        results = classifier.backend.submit([Request("", image) for image in images]).result() if images else []
+        results = classifier.backend.run([Request("", image) for image in images]) if images else []
         for label, result in zip(labels, results, strict=True):
             if len(result.classes) < needed:
                 raise ConfigError(

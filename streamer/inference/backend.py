@@ -40,6 +40,11 @@ class InferenceBackend(Protocol):
         """Run ``requests`` as one batch; the future gives one result per request, in order."""
         ...
 
+    def run(self, requests: Sequence[Request]) -> list[FrameResult]:
+        """``submit(requests).result()``, for synchronous callers (the IMAGE and VIDEO modes); a backend may
+        run it on the calling thread when that is cheaper."""
+        ...
+
     def models(self) -> list[ModelInfo]:
         """The models batches submitted now run on."""
         ...
@@ -118,6 +123,15 @@ class LocalBackend:
 
         self._first.submit(cascade.first, list(requests), self._hooks).add_done_callback(then)
         return out
+
+    def run(self, requests: Sequence[Request]) -> list[FrameResult]:
+        """One-off images (no stream, so no hook) run on the calling thread: handing them to the two phase
+        threads costs ~0.2 ms idle and ~1 ms on busy cores (bench_classify), for no overlap to gain."""
+        if any(request.stream_id for request in requests):
+            return self.submit(requests).result()
+        if self._closed:
+            raise RunningModeError("this inference backend is closed; create a new one")
+        return self._cascade.run(requests)
 
     def reload(self, config: CascadeConfig) -> list[ModelInfo]:
         fresh = Cascade(config)  # raises, and the running cascade stays, if it cannot load

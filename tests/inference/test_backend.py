@@ -77,9 +77,11 @@ def test_bad_images_are_refused_before_a_batch_and_a_closed_backend_says_so() ->
         Request("", np.zeros((4, 4)))
     with LocalBackendClosing(CascadeConfig(device="cpu")) as backend:
         [good] = backend.submit([Request("", photo("coffee"))]).result(timeout=60)
-        assert good.classes
-    with pytest.raises(RunningModeError, match="this inference backend is closed"):
-        backend.submit([Request("", photo("coffee"))])
+        [same] = backend.run([Request("", photo("coffee"))])  # one-off images: on the calling thread
+        assert good.classes and same.classes == good.classes
+    for closed in (backend.submit, backend.run):
+        with pytest.raises(RunningModeError, match="this inference backend is closed"):
+            closed([Request("", photo("coffee"))])
 
 
 class LocalBackendClosing(LocalBackend):

@@ -51,6 +51,9 @@ class Recorder:
             number = len(self.batches)
         return self.pool.submit(self._run, number, requests)
 
+    def run(self, requests: Sequence[Request]) -> list[FrameResult]:
+        return self.submit(requests).result()
+
     def models(self) -> list[ModelInfo]:
         return []
 
