@@ -50,18 +50,12 @@ from streamer.results import FrameResult
 from streamer.sources.pyav import PyAVSource
 from streamer.tasks import STAGES, Classifier, ClassifierOptions
 from tests.media import make_clip
+from tests.memory import rss_mib
 
 FPS = 30
 SIZE = (640, 480)
 MAX_AGE_MS = 500.0
 
-
-def rss_mb() -> float:
-    """Resident memory of this process (VmRSS), in MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
-    return float("nan")
 
 
 def percentiles(ages: list[float]) -> tuple[float, float, float]:
@@ -122,7 +116,7 @@ def run(
         for mark in sorted({*rss_at, seconds}):  # every wait ends at a fixed deadline
             time.sleep(max(0.0, start + mark - time.monotonic()))
             if mark in rss_at:
-                rss[mark] = rss_mb()
+                rss[mark] = rss_mib()
         after, ended = {s.stream_id: s.stats() for s in sources}, dict(counts)
         measured = record[first : len(record) // 2 * 2]
         busy = (time.process_time() - cpu) / (time.monotonic() - start)

@@ -32,15 +32,10 @@ from streamer.results import FrameResult
 from streamer.sources import PyAVSource
 from streamer.tasks import Classifier, ClassifierOptions
 from tests.media import clip_frame, make_clip, photo
+from tests.memory import rss_mib
 
 MAX_AGE_MS = 500.0
 
-
-def _rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS in /proc/self/status")
 
 
 def overload(tmp_path: Path, duration: float) -> list[str]:
@@ -66,7 +61,7 @@ def overload(tmp_path: Path, duration: float) -> list[str]:
         start = time.monotonic()
         while (elapsed := time.monotonic() - start) < duration:
             time.sleep(min(5.0, duration / 4))
-            memory.append(_rss_mb())
+            memory.append(rss_mib())
         stats = pipeline.stats()[0]
     decoded, dropped, inferred = stats["decoded"], stats["dropped"], stats["inferred"]
     print(

@@ -31,6 +31,7 @@ from streamer.server.auth import host_allowed
 from streamer.server.serving import RedactSecrets
 from streamer.server.static import page_root
 from tests.fuzz import random_json
+from tests.memory import rss_mib
 from tests.server.conftest import added_stream, b64, fetch, make_runtime, port_of, receive, run, ws_url
 
 TOKEN = "s3cret-t0ken"
@@ -395,12 +396,6 @@ def test_many_clients_all_receive_every_result(runtime: Runtime) -> None:
     run(main, 60)
 
 
-def _rss_kib() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS in /proc/self/status")
-
 
 def test_a_client_that_never_reads_does_not_grow_memory_or_slow_others(runtime: Runtime) -> None:
     queue_size, total, batch = 64, 2000, 50
@@ -438,11 +433,11 @@ def test_a_client_that_never_reads_does_not_grow_memory_or_slow_others(runtime: 
 
             try:
                 await publish(0, batch)  # warm up allocators and buffers
-                before = _rss_kib()
+                before = rss_mib()
                 for start in range(batch, total + batch, batch):
                     await publish(start, start + batch)
                     assert max(len(c) for c in server.hub.clients) <= queue_size
-                grown = _rss_kib() - before
+                grown = (rss_mib() - before) * 1024  # KiB
                 print(f"RSS grew {grown} KiB; {server.ws_dropped()} results dropped for the stuck client")
                 assert counts == [total + batch] * readers_n
                 assert grown < 6 * 1024, f"RSS grew {grown} KiB while a client did not read"

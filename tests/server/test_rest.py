@@ -17,6 +17,7 @@ from streamer.runtime import Runtime
 from streamer.server import wire
 from streamer.server.app import ServerConfig, StreamerServer
 from tests.media import black_png, make_clip
+from tests.memory import reset_peak, rss_mib
 from tests.server.conftest import SAMPLES, b64, fetch, make_runtime, port_of, post_json, receive, run, ws_url
 
 ESPRESSO = {"espresso"}
@@ -94,18 +95,6 @@ def test_classify_json_answers_every_record_on_its_own(runtime: Runtime) -> None
     run(main, 120)
 
 
-def _peak_rss_mib() -> float:
-    """This process's peak resident memory since the last :func:`_reset_peak_rss` (VmHWM)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM in /proc/self/status")
-
-
-def _reset_peak_rss() -> None:
-    Path("/proc/self/clear_refs").write_text("5")  # Linux: the peak starts again from the current RSS
-
-
 def test_decompression_bombs_cost_no_memory(runtime: Runtime) -> None:
     """A few KB declaring 400 MP (1.2 GB decoded), as JSON and as uploads: refused from the header, no spike."""
     png = black_png(20_000, 20_000)
@@ -115,13 +104,13 @@ def test_decompression_bombs_cost_no_memory(runtime: Runtime) -> None:
         async with StreamerServer(ServerConfig(port=0), runtime) as server:
             coffee = {"records": [{"_base64": b64("coffee.jpg")}]}
             assert (await post_json(server, "/api/classify", coffee))[0] == 200  # warm: buffers, allocators
-            _reset_peak_rss()
-            before = _peak_rss_mib()
+            reset_peak()
+            before = rss_mib("VmHWM")
             status, _, answer = await post_json(server, "/api/classify", {"records": records})
             assert status == 200 and all("over the limit" in r["_status"]["text"] for r in answer["records"]), answer
             status, answer = await upload(server, [("image", f"{i}.png", png) for i in range(10)])
             assert status == 200 and all(r["_status"]["code"] == 400 for r in answer["records"]), answer
-            peak = _peak_rss_mib()
+            peak = rss_mib("VmHWM")
             assert peak - before < 100, f"peak RSS went from {before:.0f} to {peak:.0f} MiB"
             assert (await post_json(server, "/api/classify", coffee))[0] == 200, "the server still answers"
 
