@@ -137,9 +137,14 @@ class Runtime:
 
     # models
 
-    def classify(self, images: Sequence[np.ndarray]) -> concurrent.futures.Future[list[FrameResult]]:
-        """Classify one-off RGB images beside the streams (the loop batches them); one result per image."""
-        return self.pipeline.classify([Request("", image) for image in images])
+    def classify(
+        self, images: Sequence[np.ndarray], *, detect: bool = True
+    ) -> concurrent.futures.Future[list[FrameResult]]:
+        """Classify one-off RGB images beside the streams (the loop batches them); one result per image.
+
+        ``detect`` False skips the detector: the classifier labels each whole image, whatever the stages.
+        """
+        return self.pipeline.classify([Request("", image, whole=not detect) for image in images])
 
     def models(self) -> list[ModelInfo]:
         """The models running now: name, version, provider, input size, class count."""

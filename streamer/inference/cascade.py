@@ -129,6 +129,7 @@ class Request:
     stream_id: str
     image: np.ndarray
     region_of_interest: RegionOfInterest | None = None
+    whole: bool = False  # skip the detector: classify the whole image (or region), as stages = "classify" does
 
     def __post_init__(self) -> None:
         check_image(self.image)
@@ -255,27 +256,31 @@ class Cascade:
         objects = [Detections.empty() for _ in requests]
         crops: list[np.ndarray] = []
         owners: list[tuple[int, int]] = []
-        if self.detector is not None:
-            tensor, boxes = self.detector.prepare(regions)
+        detected = [i for i, r in enumerate(requests) if not r.whole] if self.detector is not None else []
+        if self.detector is not None and detected:
+            tensor, boxes = self.detector.prepare([regions[i] for i in detected])
             lap("preprocess")
             outputs = self.detector.run(tensor)
-            for i, region in enumerate(regions):
-                found = self.detector.decode(outputs, i, boxes[i], (region.shape[1], region.shape[0]))
-                found = found.with_labels(names=tuple(self._names[k] for k in found.class_ids.tolist()))
+            for k, i in enumerate(detected):
+                size = (regions[i].shape[1], regions[i].shape[0])
+                found = self.detector.decode(outputs, k, boxes[k], size)
+                found = found.with_labels(names=tuple(self._names[c] for c in found.class_ids.tolist()))
                 objects[i] = found.shifted(offsets[i][0], offsets[i][1])
             lap("inference")
             if self.classifier is not None:
-                for i, (request, region) in enumerate(zip(requests, regions, strict=True)):
-                    for j in self._chosen(request, objects[i], hooks).tolist():
+                for i in detected:
+                    for j in self._chosen(requests[i], objects[i], hooks).tolist():
                         local = objects[i].boxes[j] - np.array([*offsets[i][:2], *offsets[i][:2]], np.float32)
-                        crop = crop_box(region, local, self.config.crop_margin)
+                        crop = crop_box(regions[i], local, self.config.crop_margin)
                         if crop is not None:
                             crops.append(self.classifier.fit(crop))
                             owners.append((i, j))
                 lap("preprocess")
-        elif self.classifier is not None:
-            crops = [self.classifier.fit(region) for region in regions]
-            owners = [(i, -1) for i in range(len(regions))]
+        if self.classifier is not None and len(detected) < len(requests):
+            for i, request in enumerate(requests):
+                if self.detector is None or request.whole:  # the whole image (or region) is classified
+                    crops.append(self.classifier.fit(regions[i]))
+                    owners.append((i, -1))
             lap("preprocess")
         return Staged(requests, objects, crops, owners, timings)
 

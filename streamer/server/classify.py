@@ -101,8 +101,9 @@ class ClassifyService:
         finally:
             self.pending -= 1
 
-    async def classify(self, data: bytes, name: str) -> Answer:
-        """Decode ``data`` (an image file's bytes) and classify it; a failure is an :class:`Answer` with its error."""
+    async def classify(self, data: bytes, name: str, *, detect: bool = True) -> Answer:
+        """Decode ``data`` (an image file's bytes) and classify it; a failure is an :class:`Answer` with its error.
+        ``detect`` False: the classifier labels the whole image, even on a server that detects."""
         start = time.perf_counter()
         loop = asyncio.get_running_loop()
         async with self._decoded:
@@ -113,7 +114,7 @@ class ClassifyService:
             except ImageError as exc:
                 return Answer(None, 400, str(exc))
             try:
-                results = await asyncio.wrap_future(self.runtime.classify([image]))
+                results = await asyncio.wrap_future(self.runtime.classify([image], detect=detect))
             except StreamerError as exc:
                 return Answer(None, 500, f"{name}: {exc}")
             except Exception:

@@ -11,7 +11,9 @@
 Bad bodies get 422 naming the field (FastAPI's ``{"detail": [{"loc", "msg", "type"}]}``);
 other refusals ``{"detail": "why"}``. ``POST /api/classify`` answers every
 record on its own (``_status`` 200 "OK", or 400/500 and the reason): one bad
-record never fails the others. ``detect: true`` on a server that runs no
+record never fails the others. ``detect: false`` (the default) labels each
+whole image, even on a server that detects; ``detect: true`` answers the
+objects too, as the server's stages make them. ``detect: true`` on a server that runs no
 detector is a 422 naming ``detect`` (rather than answering records without
 the objects asked for). When ``max_pending_classify`` requests already run
 or wait, a new one gets 503 with ``Retry-After``.
@@ -163,7 +165,7 @@ async def classify(request: Request, server: Server) -> ClassifyResponse:
             if isinstance(image, Answer):
                 answer = image
             else:
-                answer = await service.classify(image, name)
+                answer = await service.classify(image, name, detect=options.detect)
             records.append(_record(answer, record_id, options))
     models = [ModelName(task=str(m.task), name=str(m.name), version=str(m.version)) for m in runtime.models()]
     return ClassifyResponse(

@@ -90,3 +90,10 @@ class LocalBackendClosing(LocalBackend):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def test_whole_image_requests_skip_the_detector_in_a_mixed_batch(first_only: tuple[LocalBackend, FirstOnly]) -> None:
+    backend, _ = first_only
+    detected, whole = backend.submit([Request("", COLLAGE), Request("", COLLAGE, whole=True)]).result(timeout=60)
+    assert len(detected.objects) >= 3 and detected.classes == ()
+    assert len(whole.objects) == 0 and len(whole.classes) == 1, "the classifier labels the whole collage"

@@ -216,6 +216,32 @@ def test_classify_with_detect_gives_objects(cache_dir: Path) -> None:
         detector.stop()
 
 
+def test_a_cascade_server_labels_whole_images_unless_asked_to_detect(cache_dir: Path) -> None:
+    cascade = make_runtime(cache_dir, stages="cascade")
+
+    async def main() -> None:
+        async with StreamerServer(ServerConfig(port=0), cascade) as server:
+            records = [{"_base64": b64("coffee.jpg")}, {"_base64": b64("collage.jpg")}]
+            status, _, answer = await post_json(server, "/api/classify", {"records": records})
+            assert status == 200, answer
+            cup, collage = answer["records"]
+            assert cup["best_label"]["name"] in ESPRESSO and "objects" not in cup, "detect false: the whole image"
+            assert collage["best_label"] is not None
+            status, _, answer = await post_json(server, "/api/classify", {"records": records, "detect": True})
+            assert status == 200, answer
+            cup, collage = answer["records"]
+            names = {o["name"] for o in collage["objects"]}
+            assert {"cat", "cup", "person"} <= names, names
+            assert all(o["classes"] for o in collage["objects"]), "each object's crop classified"
+            assert any(o["name"] == "cup" for o in cup["objects"])
+
+    cascade.start()
+    try:
+        run(main, 120)
+    finally:
+        cascade.stop()
+
+
 # --- bodies over the limit ----------------------------------------------------------------------
 
 
