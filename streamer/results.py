@@ -171,9 +171,6 @@ class Detections:
     def __len__(self) -> int:
         return int(self.scores.shape[0])
 
-    def __bool__(self) -> bool:
-        return len(self) > 0
-
     @overload
     def __getitem__(self, index: int) -> Detection: ...
     @overload

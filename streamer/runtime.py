@@ -74,8 +74,6 @@ class Runtime:
             max_frame_age_ms=config["server.max_frame_age_ms"] if max_frame_age_ms is None else max_frame_age_ms,
             lossless=lossless,
         )
-        self._lock = threading.Lock()
-        self._started = False
         for spec in [*config["streams"], *streams]:
             self.add_stream(spec)
 
@@ -170,8 +168,6 @@ class Runtime:
     # lifecycle
 
     def start(self) -> None:
-        with self._lock:
-            self._started = True
         self.pipeline.start()
 
     def wait(self, timeout: float | None = None) -> bool:

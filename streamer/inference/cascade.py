@@ -261,17 +261,16 @@ class Cascade:
             tensor, boxes = self.detector.prepare([regions[i] for i in detected])
             lap("preprocess")
             outputs = self.detector.run(tensor)
+            local: dict[int, Detections] = {}  # in region pixels, where the crops are cut
             for k, i in enumerate(detected):
-                size = (regions[i].shape[1], regions[i].shape[0])
-                found = self.detector.decode(outputs, k, boxes[k], size)
-                found = found.with_labels(names=tuple(self._names[c] for c in found.class_ids.tolist()))
-                objects[i] = found.shifted(offsets[i][0], offsets[i][1])
+                found = self.detector.decode(outputs, k, boxes[k], (regions[i].shape[1], regions[i].shape[0]))
+                local[i] = found.with_labels(names=tuple(self._names[c] for c in found.class_ids.tolist()))
+                objects[i] = local[i].shifted(offsets[i][0], offsets[i][1])
             lap("inference")
             if self.classifier is not None:
                 for i in detected:
                     for j in self._chosen(requests[i], objects[i], hooks).tolist():
-                        local = objects[i].boxes[j] - np.array([*offsets[i][:2], *offsets[i][:2]], np.float32)
-                        crop = crop_box(regions[i], local, self.config.crop_margin)
+                        crop = crop_box(regions[i], local[i].boxes[j], self.config.crop_margin)
                         if crop is not None:
                             crops.append(self.classifier.fit(crop))
                             owners.append((i, j))

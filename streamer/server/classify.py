@@ -20,8 +20,6 @@ the memory classify requests can take.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import concurrent.futures
 import contextlib
 import functools
@@ -38,7 +36,7 @@ from streamer.sources.images import ImageLimits, decode_image
 if TYPE_CHECKING:
     from streamer.runtime import Runtime
 
-__all__ = ["DECODED_AT_ONCE", "Answer", "Busy", "ClassifyService", "image_from_base64"]
+__all__ = ["DECODED_AT_ONCE", "Answer", "Busy", "ClassifyService"]
 
 log = logging.getLogger(__name__)
 
@@ -59,18 +57,6 @@ class Answer:
     error: str | None = None
     seconds: float = 0.0
 
-
-def image_from_base64(text: str, name: str, max_bytes: int) -> bytes:
-    """The bytes of base64 ``text`` (a ``data:`` URL too); :class:`ImageError` naming ``name`` if it is not
-    base64 or decodes to more than ``max_bytes``."""
-    if text.startswith("data:") and "," in text[:200]:
-        text = text.split(",", 1)[1]
-    if len(text) * 3 // 4 > max_bytes:
-        raise ImageError(f"{name}: the image is over {max_bytes // (1024 * 1024)} MiB")
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise ImageError(f"{name}: the image is not valid base64") from None
 
 
 class ClassifyService:

@@ -37,7 +37,7 @@ from streamer.errors import ConfigError, StreamerError
 from streamer.results import FrameResult
 from streamer.server import wire
 from streamer.server.app import StreamerServer
-from streamer.server.classify import Answer, Busy, image_from_base64
+from streamer.server.classify import Answer, Busy
 from streamer.server.peers import CAMERA_PREFIX
 from streamer.server.schemas import (
     ClassifiedRecord,
@@ -194,7 +194,7 @@ async def _json(request: Request) -> tuple[ClassifyOptions, list[tuple[str | Non
             image = Answer(None, 400, f"{name}: give _base64 or _url, not both")
         else:
             try:
-                image = image_from_base64(record.base64, name, wire.MAX_IMAGE_BYTES)
+                image = wire.base64_image(record.base64, name)
             except StreamerError as exc:
                 image = Answer(None, 400, str(exc))
         images.append((record.id, image))

@@ -35,7 +35,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from streamer.errors import StreamerError
+from streamer.errors import ImageError, StreamerError
 
 __all__ = [
     "MAX_IMAGE_BYTES",
@@ -48,6 +48,7 @@ __all__ = [
     "Record",
     "Subscribe",
     "WireError",
+    "base64_image",
     "decode",
     "encode",
     "error",
@@ -121,18 +122,26 @@ def _field(data: dict[str, Any], name: str, kind: type | tuple[type, ...], *, re
     return value
 
 
+def base64_image(text: str, name: str, field: str = "the image") -> bytes:
+    """The bytes of base64 ``text`` (a ``data:`` URL as browsers make them, too), at most
+    :data:`MAX_IMAGE_BYTES`; else an :class:`ImageError` naming ``name`` and ``field``."""
+    if text.startswith("data:") and "," in text[:200]:
+        text = text.split(",", 1)[1]
+    if len(text) * 3 // 4 > MAX_IMAGE_BYTES:
+        raise ImageError(f"{name}: the image is over {MAX_IMAGE_BYTES // (1024 * 1024)} MiB")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ImageError(f"{name}: {field} is not valid base64") from None
+
+
 def _record(raw: object, index: int) -> Record:
     if not isinstance(raw, dict) or not isinstance(raw.get("image"), str):
         return Record(None, f"record {index} needs an 'image' field holding base64 text")
-    text: str = raw["image"]
-    if "," in text[:100] and text.startswith("data:"):
-        text = text.split(",", 1)[1]  # a data: URL as browsers make them
-    if len(text) * 3 // 4 > MAX_IMAGE_BYTES:
-        return Record(None, f"record {index}: the image is over {MAX_IMAGE_BYTES // (1024 * 1024)} MiB")
     try:
-        return Record(base64.b64decode(text, validate=True))
-    except (binascii.Error, ValueError):
-        return Record(None, f"record {index}: 'image' is not valid base64")
+        return Record(base64_image(raw["image"], f"record {index}", "'image'"))
+    except ImageError as exc:
+        return Record(None, str(exc))
 
 
 def decode(data: str | bytes) -> ClientMessage:
