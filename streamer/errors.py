@@ -5,6 +5,7 @@ own tree still catch the right thing::
 
     StreamerError
      ├── ConfigError          (ValueError)        bad key or value: config.toml, STREAMER_*, CLI, options
+     │    └── StreamExistsError                    a stream id that is already running
      ├── RunningModeError     (ValueError)        a method called in the wrong running mode, bad timestamps
      ├── ImageError           (ValueError)        an undecodable image, one over the limits, an array of the wrong shape
      ├── InputNotFoundError   (FileNotFoundError) a named file that does not exist
@@ -26,6 +27,7 @@ __all__ = [
     "ModelError",
     "RunningModeError",
     "SourceError",
+    "StreamExistsError",
     "StreamerError",
     "WeightsIntegrityError",
 ]
@@ -37,6 +39,10 @@ class StreamerError(Exception):
 
 class ConfigError(StreamerError, ValueError):
     """A configuration key or option value is unknown or invalid."""
+
+
+class StreamExistsError(ConfigError):
+    """A stream was added under an id that is already running."""
 
 
 class RunningModeError(StreamerError, ValueError):

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from streamer.config import Config, StreamSpec
-from streamer.errors import ConfigError
+from streamer.errors import StreamExistsError
 from streamer.frames import Frame
 from streamer.inference.backend import LocalBackend, ModelInfo, Request
 from streamer.pipeline.pipeline import Pipeline
@@ -98,9 +98,9 @@ class Runtime:
     # streams
 
     def add_stream(self, spec: StreamSpec) -> None:
-        """Open ``spec``'s source and add it; a :class:`ConfigError` if the id is taken."""
+        """Open ``spec``'s source and add it; a :class:`StreamExistsError` if the id is taken."""
         if spec.id in self.pipeline.stream_ids:
-            raise ConfigError(f"stream id {spec.id!r} is already running; pick another id or remove it first")
+            raise StreamExistsError(f"stream id {spec.id!r} is already running; pick another id or remove it first")
         source = open_source(spec.source, stream_id=spec.id, realtime=spec.realtime, loop=spec.loop)
         self.add_source(source, inference_fps=spec.inference_fps)
 
@@ -109,7 +109,7 @@ class Runtime:
         try:
             self.pipeline.add(source, inference_fps=inference_fps)
         except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+            raise StreamExistsError(str(exc)) from None
 
     def remove_stream(self, stream_id: str) -> bool:
         """Stop and forget a stream; ``False`` if there is none of that id."""

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from streamer.config import StreamSpec
-from streamer.errors import ConfigError, StreamerError
+from streamer.errors import ConfigError, StreamerError, StreamExistsError
 from streamer.results import FrameResult
 from streamer.server import wire
 from streamer.server.app import StreamerServer
@@ -284,9 +284,6 @@ async def add_stream(
     """Open a source and run it beside the others; its stats as ``GET /api/streams/{id}`` gives them."""
     if spec.id.startswith(CAMERA_PREFIX):
         raise _invalid("id", f"ids starting with {CAMERA_PREFIX!r} are the browsers' cameras'; pick another", spec.id)
-    runtime = server.runtime
-    if any(row.get("stream") == spec.id for row in runtime.stats()):
-        raise HTTPException(409, f"stream id {spec.id!r} is already running; pick another id or remove it first")
     options = spec.options
     try:
         stream = StreamSpec(
@@ -300,7 +297,9 @@ async def add_stream(
         error = {"type": "value_error", "loc": ("body",), "msg": str(exc), "input": None}
         raise RequestValidationError([error]) from None
     try:
-        await asyncio.to_thread(runtime.add_stream, stream)
+        await asyncio.to_thread(server.runtime.add_stream, stream)
+    except StreamExistsError as exc:
+        raise HTTPException(409, str(exc)) from None
     except StreamerError as exc:  # a ConfigError (a source it cannot open), a missing file
         raise HTTPException(400, str(exc)) from None
     response.headers["Location"] = f"/api/streams/{spec.id}"
