@@ -305,6 +305,27 @@ def test_nan_scores_come_last(name: str) -> None:
         assert nms(boxes, scores, 0.5).tolist() == [1, 2]
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    values=st.lists(
+        st.one_of(
+            st.sampled_from([0.0, -0.0, 0.5, -0.5, np.inf, -np.inf, np.nan, 1e-45, -1e-45, 3.4e38, -3.4e38]),
+            st.floats(width=32, allow_nan=True),
+        ),
+        max_size=60,
+    ),
+    negative_nan=st.booleans(),
+)
+def test_greedy_order_of_float32_scores(values: list[float], negative_nan: bool) -> None:
+    """The int64-key sort of float32 scores is the stable argsort's order: ties by index, -0.0 == 0.0, NaN last."""
+    scores = np.array(values, np.float32)
+    if negative_nan:  # a NaN with its sign bit set is still a NaN, still last
+        scores[np.isnan(scores)] = -np.float32(np.nan)
+    expected = np.argsort(-scores.astype(np.float64), kind="stable")
+    assert nms_module._greedy_order(scores).tolist() == expected.tolist()
+    assert nms_module._greedy_order(scores.astype(np.float64)).tolist() == expected.tolist()
+
+
 def test_iou_matrix() -> None:
     rng = np.random.default_rng(0)
     a = np.column_stack([rng.uniform(0, 20, (7, 2)), rng.uniform(0, 20, (7, 2))])  # some inverted
