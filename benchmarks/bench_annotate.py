@@ -89,7 +89,7 @@ def encode_all(path: Path, out: Path, items: list[VideoItem], results: list[Fram
 def job(classifier: Classifier, path: Path, out: Path) -> float:
     reader = VideoReader(path)
     writer = VideoWriter(out, like=reader.video)
-    outcome = annotate(classifier, reader, stream_id=path.name, writer=writer, batch=BATCH)
+    outcome = annotate(classifier.backend, reader, stream_id=path.name, writer=writer, batch=BATCH)
     writer.close()
     reader.close()
     return outcome.frames / outcome.seconds

@@ -40,6 +40,7 @@ from streamer.annotation import command as annotation
 from streamer.config import Config, load_config
 from streamer.errors import ConfigError, ImageError, StreamerError
 from streamer.evaluation import command as evaluation
+from streamer.events.command import list_events, since_seconds
 from streamer.files import atomic_path, check_outputs
 from streamer.interrupts import terminate_as_interrupt
 from streamer.models import zoo
@@ -117,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--max-frame-age-ms", type=float, default=500.0, help="drop live frames older than this (> 0 ms)")
     run.add_argument("--inference-fps", type=float, help="cap inferences per second per stream (> 0)")
     run.add_argument("--duration", type=float, help="stop after this many seconds (> 0)")
+    run.add_argument("--no-events", action="store_true", help="do not record events ([storage] events = false)")
 
     serve = commands.add_parser("serve", parents=[common, stages], help="serve results to browsers over WebSockets")
     serve.add_argument(
@@ -126,6 +128,15 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default 8080; 0 picks a free one)")
     serve.add_argument("--token", help="access token for /ws, /api and /metrics (or STREAMER_TOKEN)")
     serve.add_argument("--loop", action="store_true", help="repeat files forever, like cameras")
+    serve.add_argument("--no-events", action="store_true", help="do not record events ([storage] events = false)")
+
+    events = commands.add_parser("events", parents=[common], help="list the recorded events, newest first")
+    events.add_argument("--stream", help="only this stream's")
+    events.add_argument("--label", help="only objects of this class (detector class or settled label)")
+    events.add_argument("--zone", help="only objects that entered this zone")
+    events.add_argument("--since", type=since_seconds, help="only events started since: 90s, 15m, 1h, 2d")
+    events.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    events.add_argument("--json", action="store_true", help="one JSON object per event")
 
     annotation.add_parser(commands, [common, stages])
     evaluation.add_parser(commands, [common])
@@ -306,6 +317,7 @@ def _run(args: argparse.Namespace, config: Config) -> int:
                 lossless=lossless,
                 max_batch=args.max_batch,
                 max_frame_age_ms=args.max_frame_age_ms,
+                events=False if args.no_events else None,
             )
         try:
             runtime.subscribe(deliver)
@@ -347,7 +359,12 @@ def _server_config(config: Config) -> ServerConfig:
 def _serve(args: argparse.Namespace, config: Config) -> int:
     server_config = _server_config(config)
     sources = open_sources(args.sources, realtime=True, loop=args.loop)
-    runtime = Runtime(config, stages=args.stages, reread=lambda: load_config(args.config, overrides=_overrides(args)))
+    runtime = Runtime(
+        config,
+        stages=args.stages,
+        reread=lambda: load_config(args.config, overrides=_overrides(args)),
+        events=False if args.no_events else None,
+    )
     if runtime.provider == "CPUExecutionProvider" and config["device"] == "auto":
         log.info("running on CPU: %s", cuda_status() or "the CUDA provider is not available")
     for source in sources:
@@ -447,6 +464,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return annotation.run(args, config)
         if args.command == "eval":
             return evaluation.run(args, config)
+        if args.command == "events":
+            return list_events(args, config)
         return _models(args, config)
     except StreamerError as exc:
         print(f"streamer: error: {exc}", file=sys.stderr)

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from streamer.errors import ConfigError, InputNotFoundError
+from streamer.events.clips import ClipConfig
+from streamer.events.store import EventStore
 from streamer.inference.cascade import DEFAULT_CLASSIFIER, DEFAULT_DETECTOR, STAGES, CascadeConfig
 from streamer.models.engine import DEVICES
 from streamer.models.spec import (
@@ -37,6 +39,10 @@ from streamer.models.spec import (
 from streamer.sources import default_stream_id
 from streamer.sources.images import DEFAULT_LIMITS, ImageLimits
 from streamer.tasks import ClassifierOptions, RunningMode
+from streamer.tracking.objects import TrackingConfig
+from streamer.tracking.settle import SettleConfig
+from streamer.tracking.tracker import TrackerConfig
+from streamer.tracking.zones import Line, Zone, lines_from_config, zones_from_config
 from streamer.vision.preprocess import RegionOfInterest
 
 __all__ = ["ENV_PREFIX", "SCHEMA", "Config", "StreamSpec", "load_config"]
@@ -138,6 +144,32 @@ SCHEMA: dict[str, dict[str, Kind]] = {
         "max_image_pixels": _INT,
         "max_aspect_ratio": _FLOAT,
     },
+    "tracking": {
+        "enabled": Kind(bool),
+        "high_score": _FLOAT,
+        "low_score": _FLOAT,
+        "new_track_score": _FLOAT,
+        "match_iou": _FLOAT,
+        "low_match_iou": _FLOAT,
+        "min_hits": _INT,
+        "max_lost_s": _FLOAT,
+        "score_window": _INT,
+        "report_score": _FLOAT,
+        "classify_every": _INT,
+        "min_attempts": _INT,
+        "min_votes": _INT,
+        "min_confidence": _FLOAT,
+        "recheck_every": _INT,
+    },
+    "storage": {
+        "dir": _STR,
+        "events": Kind(bool),
+        "retain_days": _FLOAT,
+        "max_bytes": _INT,
+        "clips": Kind(bool),
+        "pre_capture_s": _FLOAT,
+        "post_capture_s": _FLOAT,
+    },
 }
 
 DEFAULTS: dict[str, Any] = {
@@ -168,6 +200,14 @@ DEFAULTS: dict[str, Any] = {
     "server.max_body_bytes": 32 * 1024 * 1024,
     "limits.max_image_pixels": DEFAULT_LIMITS.max_pixels,
     "limits.max_aspect_ratio": DEFAULT_LIMITS.max_aspect_ratio,
+    "tracking.enabled": True,
+    "storage.dir": "~/.local/share/streamer",
+    "storage.events": True,
+    "storage.retain_days": 10.0,
+    "storage.max_bytes": 2 * 1024**3,
+    "storage.clips": True,
+    "storage.pre_capture_s": 5.0,
+    "storage.post_capture_s": 5.0,
     "streams": (),
 }
 
@@ -186,6 +226,8 @@ class StreamSpec:
     realtime: bool = True
     loop: bool = False
     inference_fps: float | None = None
+    zones: tuple[Zone, ...] = ()
+    lines: tuple[Line, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, str) or not self.source.strip():
@@ -226,6 +268,10 @@ class StreamSpec:
             values["source"] = str(values["source"])  # a camera index
         if isinstance(values["source"], str) and not values.get("id"):
             values["id"] = default_stream_id(values["source"])
+        if "zones" in values:
+            values["zones"] = zones_from_config(values["zones"], f"{where}.zones")
+        if "lines" in values:
+            values["lines"] = lines_from_config(values["lines"], f"{where}.lines")
         try:
             return cls(**values)
         except ConfigError as exc:
@@ -393,6 +439,34 @@ class Config:
         options = self.classifier_options(stages=stages) if stages else self.classifier_options()
         return options.cascade_config()
 
+    def tracking_config(self) -> TrackingConfig:
+        """How streams track objects (``[tracking]``; unset keys keep the defaults)."""
+
+        def given(cls: type[Any]) -> dict[str, Any]:
+            names = {f.name for f in fields(cls)}
+            return {
+                k.split(".", 1)[1]: v
+                for k, v in self.values.items()
+                if k.startswith("tracking.") and k.split(".", 1)[1] in names
+            }
+
+        return TrackingConfig(tracker=TrackerConfig(**given(TrackerConfig)), settle=SettleConfig(**given(SettleConfig)))
+
+    def clip_config(self) -> ClipConfig:
+        """How event clips are cut (``[storage] pre_capture_s`` and ``post_capture_s``)."""
+        return ClipConfig(pre_capture_s=self["storage.pre_capture_s"], post_capture_s=self["storage.post_capture_s"])
+
+    def event_store(self) -> EventStore:
+        """The event store in ``[storage] dir``, with its retention (``retain_days``, ``max_bytes``)."""
+        return EventStore(
+            self.storage_dir, retain_days=self["storage.retain_days"], max_bytes=self["storage.max_bytes"]
+        )
+
+    @property
+    def storage_dir(self) -> Path:
+        """Where events, snapshots and clips are kept (``[storage] dir``)."""
+        return Path(self["storage.dir"]).expanduser()
+
     def image_limits(self) -> ImageLimits:
         """The largest image that is decoded, from a file or an upload (``[limits]``)."""
         return ImageLimits(self["limits.max_image_pixels"], self["limits.max_aspect_ratio"])
@@ -435,4 +509,6 @@ def load_config(
     config = Config(values)
     config.classifier_options()  # validates choices, sizes and lists now, not at first use
     config.image_limits()
+    config.tracking_config()
+    config.clip_config()
     return config

@@ -5,10 +5,18 @@
     {"stream", "frame", "pts_ms", "width", "height", "timings_ms": {...},
      "classes": [{"class_id", "name", "display_name", "confidence"}, ...],
      "objects": [{"box": [x1, y1, x2, y2], "class_id", "name", "confidence",
-                  "classes": [...]}, ...]}
+                  "classes": [...], "track_id": int | null,
+                  "label": {"class_id", "name", "display_name", "confidence",
+                            "votes", "attempts"} | null,
+                  "zones": [name, ...]}, ...]}
 
-A regression head adds ``"values": [...]``; a tracked object adds
-``"track_id"``; ``"models"`` names the model versions that made the result.
+An object's ``classes`` are the classifier's answer on this frame (empty
+where it did not run); ``label`` is its track's settled second-stage class
+(null until it settles); ``track_id`` is null while untracked or tentative.
+A regression head adds ``"values": [...]``; ``"models"`` names the model
+versions that made the result; a stream with zones or lines adds
+``"counts": {"zones": {zone: {class: n}}, "lines": {line: {"in": {class: n},
+"out": {class: n}}}}``; ``"ended"`` lists the tracks that ended at this frame.
 
 Objects stay arrays (:class:`Detections`) from the detector to ``to_dict``;
 iterating them gives :class:`Detection` views, one per object.
@@ -16,6 +24,7 @@ iterating them gives :class:`Detection` views, one per object.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +34,7 @@ import numpy as np
 
 from streamer.errors import ImageError
 
-__all__ = ["Category", "Detection", "Detections", "FrameResult"]
+__all__ = ["Category", "Detection", "Detections", "FrameResult", "Label"]
 
 
 def _finite(owner: str, name: str, value: float) -> None:
@@ -59,6 +68,34 @@ class Category:
 
 
 @dataclass(frozen=True, slots=True)
+class Label:
+    """A track's settled second-stage class: the class, the mean confidence of the attempts that agreed on
+    it, how many agreed (``votes``) and how many the classifier made (``attempts``)."""
+
+    class_id: int
+    name: str
+    display_name: str
+    confidence: float
+    votes: int
+    attempts: int
+
+    def __post_init__(self) -> None:
+        _finite("Label", "confidence", self.confidence)
+        if not 0 <= self.votes <= self.attempts:
+            raise ValueError(f"Label needs 0 <= votes <= attempts, got {self.votes} and {self.attempts}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "class_id": self.class_id,
+            "name": self.name,
+            "display_name": self.display_name,
+            "confidence": round(self.confidence, 6),
+            "votes": self.votes,
+            "attempts": self.attempts,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Detection:
     """One detected object: box ``(x1, y1, x2, y2)`` in source pixels and its classes."""
 
@@ -68,6 +105,8 @@ class Detection:
     confidence: float
     classes: tuple[Category, ...] = ()
     track_id: int | None = None
+    label: Label | None = None
+    zones: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.box) != 4:
@@ -80,7 +119,9 @@ class Detection:
         _finite("Detection", "confidence", self.confidence)
 
     def to_dict(self) -> dict[str, Any]:
-        return _object_dict(self.box, self.class_id, self.name, self.confidence, self.classes, self.track_id)
+        return _object_dict(
+            self.box, self.class_id, self.name, self.confidence, self.classes, self.track_id, self.label, self.zones
+        )
 
 
 def _object_dict(
@@ -90,17 +131,19 @@ def _object_dict(
     confidence: float,
     classes: tuple[Category, ...],
     track_id: int | None,
+    label: Label | None,
+    zones: tuple[str, ...],
 ) -> dict[str, Any]:
-    out: dict[str, Any] = {
+    return {
         "box": [round(float(v), 2) for v in box],
         "class_id": class_id,
         "name": name,
         "confidence": round(confidence, 6),
         "classes": [c.to_dict() for c in classes],
+        "track_id": track_id,
+        "label": None if label is None else label.to_dict(),
+        "zones": list(zones),
     }
-    if track_id is not None:
-        out["track_id"] = track_id
-    return out
 
 
 def _column(owner: str, name: str, value: object, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
@@ -118,9 +161,11 @@ class Detections:
 
     ``boxes`` float32 ``[K, 4]`` ``(x1, y1, x2, y2)`` in source pixels;
     ``scores`` float32 ``[K]``; ``class_ids`` int64 ``[K]``; ``track_ids``
-    int64 ``[K]`` or ``None`` (not tracked). ``names`` are the class names
-    (empty until the detector's names are attached); ``classes`` each
-    object's second-stage classes (empty: not classified).
+    int64 ``[K]`` (-1: untracked or tentative) or ``None`` (not tracked).
+    ``names`` are the class names (empty until the detector's names are
+    attached); ``classes`` each object's second-stage classes on this frame
+    (empty: not classified); ``labels`` each object's settled label (empty:
+    none); ``zones`` the zones each object is in (empty: no zones).
     """
 
     boxes: np.ndarray
@@ -129,6 +174,8 @@ class Detections:
     track_ids: np.ndarray | None = None
     names: tuple[str, ...] = ()
     classes: tuple[tuple[Category, ...], ...] = ()
+    labels: tuple[Label | None, ...] = ()
+    zones: tuple[tuple[str, ...], ...] = ()
 
     def __post_init__(self) -> None:
         boxes = _column("Detections", "boxes", self.boxes, np.float32, (-1, 4))
@@ -139,7 +186,12 @@ class Detections:
         set_(self, "class_ids", _column("Detections", "class_ids", self.class_ids, np.int64, (count,)))
         if self.track_ids is not None:
             set_(self, "track_ids", _column("Detections", "track_ids", self.track_ids, np.int64, (count,)))
-        for name, items in (("names", self.names), ("classes", self.classes)):
+        for name, items in (
+            ("names", self.names),
+            ("classes", self.classes),
+            ("labels", self.labels),
+            ("zones", self.zones),
+        ):
             if items and len(items) != count:
                 raise ValueError(f"Detections.{name} must have one entry per object ({count}), got {len(items)}")
         if not (np.isfinite(boxes).all() and np.isfinite(self.scores).all()):
@@ -166,6 +218,8 @@ class Detections:
             np.array([-1 if o.track_id is None else o.track_id for o in objects], np.int64) if tracked else None,
             tuple(o.name for o in objects),
             tuple(o.classes for o in objects),
+            tuple(o.label for o in objects) if any(o.label is not None for o in objects) else (),
+            tuple(o.zones for o in objects) if any(o.zones for o in objects) else (),
         )
 
     def __len__(self) -> int:
@@ -195,9 +249,15 @@ class Detections:
 
     def _record(self, i: int) -> Detection:
         x1, y1, x2, y2 = (float(v) for v in self.boxes[i])
-        classes = self.classes[i] if self.classes else ()
         return Detection(
-            (x1, y1, x2, y2), int(self.class_ids[i]), self._name(i), float(self.scores[i]), classes, self._track(i)
+            (x1, y1, x2, y2),
+            int(self.class_ids[i]),
+            self._name(i),
+            float(self.scores[i]),
+            self.classes[i] if self.classes else (),
+            self._track(i),
+            self.labels[i] if self.labels else None,
+            self.zones[i] if self.zones else (),
         )
 
     def select(self, keep: np.ndarray) -> Detections:
@@ -210,6 +270,8 @@ class Detections:
             None if self.track_ids is None else self.track_ids[index],
             tuple(self.names[i] for i in index) if self.names else (),
             tuple(self.classes[i] for i in index) if self.classes else (),
+            tuple(self.labels[i] for i in index) if self.labels else (),
+            tuple(self.zones[i] for i in index) if self.zones else (),
         )
 
     def shifted(self, dx: float, dy: float) -> Detections:
@@ -217,27 +279,38 @@ class Detections:
         if not dx and not dy:
             return self
         boxes = self.boxes + np.array([dx, dy, dx, dy], np.float32)
-        return Detections(boxes, self.scores, self.class_ids, self.track_ids, self.names, self.classes)
+        return dataclasses.replace(self, boxes=boxes)
 
     def with_labels(
         self, *, names: tuple[str, ...] | None = None, classes: tuple[tuple[Category, ...], ...] | None = None
     ) -> Detections:
         """A copy with class names and/or second-stage classes attached."""
-        return Detections(
-            self.boxes,
-            self.scores,
-            self.class_ids,
-            self.track_ids,
-            self.names if names is None else names,
-            self.classes if classes is None else classes,
+        return dataclasses.replace(
+            self, names=self.names if names is None else names, classes=self.classes if classes is None else classes
         )
+
+    def with_tracks(
+        self,
+        track_ids: np.ndarray,
+        labels: tuple[Label | None, ...] = (),
+        zones: tuple[tuple[str, ...], ...] = (),
+    ) -> Detections:
+        """A copy with each object's track id (-1: tentative), settled label and zones attached."""
+        return dataclasses.replace(self, track_ids=track_ids, labels=labels, zones=zones)
 
     def to_dicts(self) -> list[dict[str, Any]]:
         """The wire format of every object, straight from the arrays."""
         boxes, scores, ids = self.boxes.tolist(), self.scores.tolist(), self.class_ids.tolist()
         return [
             _object_dict(
-                boxes[i], ids[i], self._name(i), scores[i], self.classes[i] if self.classes else (), self._track(i)
+                boxes[i],
+                ids[i],
+                self._name(i),
+                scores[i],
+                self.classes[i] if self.classes else (),
+                self._track(i),
+                self.labels[i] if self.labels else None,
+                self.zones[i] if self.zones else (),
             )
             for i in range(len(ids))
         ]
@@ -262,7 +335,9 @@ class FrameResult:
     ``values`` holds a regression head's outputs (empty otherwise).
     ``objects`` are :class:`Detections` (a tuple of :class:`Detection` is
     converted). ``models`` maps each stage (``classifier``, ``detector``) to
-    the ``name@version`` of the model that ran it.
+    the ``name@version`` of the model that ran it. ``counts`` holds the
+    stream's zone and line counts (see the module; empty: none), ``ended``
+    the ids of the tracks that ended at this frame.
     """
 
     width: int
@@ -275,6 +350,8 @@ class FrameResult:
     pts_ms: float = 0.0
     values: tuple[float, ...] = ()
     models: Mapping[str, str] = field(default_factory=dict)
+    counts: Mapping[str, Any] = field(default_factory=dict)
+    ended: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.width < 1 or self.height < 1:
@@ -297,4 +374,8 @@ class FrameResult:
             out["values"] = [float(v) for v in self.values]
         if self.models:
             out["models"] = dict(self.models)
+        if self.counts:
+            out["counts"] = self.counts
+        if self.ended:
+            out["ended"] = list(self.ended)
         return out

@@ -11,6 +11,12 @@ Call order::
     runtime.remove_stream("cam1")
     runtime.stop()
 
+With ``stages`` ``detect`` or ``cascade`` every stream's objects are
+tracked (``[tracking]``; each stream's hook is a
+:class:`~streamer.tracking.ObjectTracker` with its zones and lines), and
+``events`` (default ``[storage] events``) records them in the event store
+(``runtime.events``); :meth:`subscribe_events` sees each recorded event.
+
 The CLI's ``run`` and ``serve`` and the server's REST API use only this
 class; none of them wires sources, loop and callbacks by hand.
 """
@@ -27,16 +33,22 @@ import numpy as np
 
 from streamer.config import Config, StreamSpec
 from streamer.errors import StreamExistsError
+from streamer.events import Event, EventRecorder, EventStore
+from streamer.events.clips import Clips, FrameClipEncoder, follow_event
 from streamer.frames import Frame
 from streamer.inference.backend import LocalBackend, ModelInfo, Request
 from streamer.pipeline.pipeline import Pipeline
 from streamer.results import FrameResult
 from streamer.sources import Source, SourceState, open_source
+from streamer.sources.pyav import PyAVSource
+from streamer.tracking.objects import ObjectTracker
+from streamer.tracking.zones import ZoneState
 
 __all__ = ["Runtime"]
 
 OnResult = Callable[[FrameResult, Frame], None]
 OnFrame = Callable[[Frame], None]
+OnEvent = Callable[[Event], None]
 
 
 class Runtime:
@@ -46,7 +58,8 @@ class Runtime:
     (:meth:`add_source` adds ready-made readers). ``lossless``: deliver
     every result of a file in order (``run`` on files). ``max_batch`` and
     ``max_frame_age_ms`` default to ``[server]``'s. ``reread`` gives the config
-    :meth:`reload` reads (``None``: the one given here).
+    :meth:`reload` reads (``None``: the one given here). ``events`` records
+    events (``None``: as ``[storage] events`` says; only where objects are tracked).
     """
 
     def __init__(
@@ -59,17 +72,39 @@ class Runtime:
         max_batch: int | None = None,
         max_frame_age_ms: float | None = None,
         reread: Callable[[], Config] | None = None,
+        events: bool | None = None,
     ) -> None:
         self.config = config
         self._stages = stages or config["stages"]
         self._reread = reread
         self._on_result: list[OnResult] = []
         self._on_frame: list[OnFrame] = []
-        self.backend = LocalBackend(config.cascade_config(stages=self._stages))
+        self._on_event: list[OnEvent] = []
+        self._specs: dict[str, StreamSpec] = {}
+        self._counts: dict[str, Any] = {}
+        self._tracking = config.tracking_config()
+        tracks = self._stages != "classify" and bool(config["tracking.enabled"])
+        self.backend = LocalBackend(config.cascade_config(stages=self._stages), hooks=self._hook if tracks else None)
+        self.events: EventStore | None = None
+        self._recorder: EventRecorder | None = None
+        self._clips: Clips | None = None  # clips of the streams with packets: remuxed
+        self._frame_clips: FrameClipEncoder | None = None  # of the others (cameras): encoded
+        self._packets: set[str] = set()  # the streams whose packets reach self._clips
+        if tracks and (config["storage.events"] if events is None else events):
+            self.events = store = config.event_store()
+            if config["storage.clips"]:
+                clip = config.clip_config()
+                self._clips = Clips(store.clips_dir, clip, on_done=store.attach_clip)
+                self._frame_clips = FrameClipEncoder(store.clips_dir, clip, on_done=store.attach_clip)
+            self._recorder = EventRecorder(
+                store, publish=self._event, on_event=self._clip if self._clips is not None else None
+            )
+            self._on_result.append(self._recorder.on_result)
         self.pipeline = Pipeline(
             self.backend,
             on_result=self._deliver,
             on_frame=self._frame,
+            on_end=self._ended,
             max_batch=max_batch or config["server.max_batch"],
             max_frame_age_ms=config["server.max_frame_age_ms"] if max_frame_age_ms is None else max_frame_age_ms,
             lossless=lossless,
@@ -87,11 +122,39 @@ class Runtime:
         """Call ``on_frame(frame)`` for every decoded frame, on its source's thread; it must be quick."""
         self._on_frame.append(on_frame)
 
+    def subscribe_events(self, on_event: OnEvent) -> None:
+        """Call ``on_event(event)`` for each event once it is recorded (on the recorder's thread)."""
+        self._on_event.append(on_event)
+
+    def _event(self, event: Event) -> None:
+        for callback in self._on_event:
+            callback(event)
+
+    def _clip(self, event: Event, frame: Frame) -> None:
+        """An event began or ended (on the recorder's thread): its clip starts or stops."""
+        clips = self._clips if event.after.stream in self._packets else self._frame_clips
+        if clips is not None:
+            follow_event(clips, event, frame.pts_ms)
+
+    def _hook(self, stream_id: str) -> ObjectTracker:
+        """A stream's tracker, with the zones and lines of its spec (none for sources added by hand)."""
+        spec = self._specs.get(stream_id)
+        return ObjectTracker(self._tracking, zones=spec.zones if spec else (), lines=spec.lines if spec else ())
+
     def _deliver(self, result: FrameResult, frame: Frame) -> None:
+        if result.counts:
+            self._counts[result.stream] = result.counts
         for callback in self._on_result:
             callback(result, frame)
 
+    def _ended(self, stream_id: str) -> None:
+        """A stream's source ended and its last result was delivered: its open events end."""
+        if self._recorder is not None:
+            self._recorder.end_stream(stream_id)
+
     def _frame(self, frame: Frame) -> None:
+        if self._frame_clips is not None and frame.stream_id not in self._packets:
+            self._frame_clips.frame(frame.stream_id, frame.image, frame.pts_ms)
         for callback in self._on_frame:
             callback(frame)
 
@@ -102,20 +165,36 @@ class Runtime:
         if spec.id in self.pipeline.stream_ids:
             raise StreamExistsError(f"stream id {spec.id!r} is already running; pick another id or remove it first")
         source = open_source(spec.source, stream_id=spec.id, realtime=spec.realtime, loop=spec.loop)
-        self.add_source(source, inference_fps=spec.inference_fps)
+        self._specs[spec.id] = spec
+        try:
+            self.add_source(source, inference_fps=spec.inference_fps)
+        except StreamExistsError:
+            self._specs.pop(spec.id, None)
+            raise
 
     def add_source(self, source: Source, *, inference_fps: float | None = None) -> None:
         """Add a ready-made source (a browser's camera, the CLI's readers)."""
+        clips = self._clips
+        if clips is not None and isinstance(source, PyAVSource):  # its packets make its clips, not re-encoded
+            stream = source.stream_id
+            source.on_packet = lambda packet, offset_ms: clips.packet(stream, packet, offset_ms)
         try:
             self.pipeline.add(source, inference_fps=inference_fps)
         except ValueError as exc:
             raise StreamExistsError(str(exc)) from None
+        if isinstance(source, PyAVSource) and clips is not None:
+            self._packets.add(source.stream_id)
 
     def remove_stream(self, stream_id: str) -> bool:
         """Stop and forget a stream; ``False`` if there is none of that id."""
         if stream_id not in self.pipeline.stream_ids:
             return False
         self.pipeline.remove(stream_id)
+        self._specs.pop(stream_id, None)
+        self._counts.pop(stream_id, None)
+        self._packets.discard(stream_id)
+        if self._recorder is not None:
+            self._recorder.end_stream(stream_id)
         return True
 
     @property
@@ -123,8 +202,15 @@ class Runtime:
         return self.pipeline.stream_ids
 
     def stats(self) -> list[dict[str, Any]]:
-        """Per stream: state, counters, inferred frames, last frame age (credentials redacted)."""
-        return self.pipeline.stats()
+        """Per stream: state, counters, inferred frames, last frame age (credentials redacted); with zones
+        or lines, their geometry (0..1) and counts."""
+        rows = self.pipeline.stats()
+        for row in rows:
+            spec = self._specs.get(row["stream"])
+            if spec is not None and (spec.zones or spec.lines):
+                row.update(ZoneState(spec.zones, spec.lines).geometry())
+                row["counts"] = self._counts.get(row["stream"], {})
+        return rows
 
     @property
     def failed(self) -> list[str]:
@@ -168,6 +254,8 @@ class Runtime:
     # lifecycle
 
     def start(self) -> None:
+        if self._recorder is not None:
+            self._recorder.start()
         self.pipeline.start()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -186,3 +274,10 @@ class Runtime:
         """Stop sources and loop, deliver the results already made, release the models."""
         self.pipeline.stop(timeout)
         self.backend.close()
+        if self._recorder is not None:
+            self._recorder.close(timeout)
+        for clips in (self._clips, self._frame_clips):
+            if clips is not None:
+                clips.close(timeout)
+        if self.events is not None:
+            self.events.close()

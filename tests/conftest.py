@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,12 +12,17 @@ import pytest
 from onnx import TensorProto, helper
 from skimage import data
 
+from streamer import config as config_module
 from streamer.config import load_config
 from streamer.models import zoo
 from streamer.runtime import Runtime
 from streamer.sources.images import read_image
 from streamer.tasks import Classifier, ClassifierOptions
 from tests.rtsp import rtsp_server  # noqa: F401  (a fixture for every test module)
+
+# Session- and module-scoped runtimes are built before the autouse fixture below runs: none writes events
+# into the developer's data directory either.
+config_module.DEFAULTS["storage.dir"] = tempfile.mkdtemp(prefix="streamer-storage-")
 
 
 @pytest.fixture(scope="session")
@@ -28,12 +34,15 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch, cache_dir: Path) -> None:
-    """No test reads the developer's own config or cache."""
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test reads the developer's own config or cache, nor writes events into their data directory."""
     for name in list(__import__("os").environ):
         if name.startswith("STREAMER_") and name != "STREAMER_REQUIRE_ALL":
             monkeypatch.delenv(name)
     monkeypatch.setenv("STREAMER_CACHE_DIR", str(cache_dir))
+    storage = str(tmp_path_factory.mktemp("storage"))
+    monkeypatch.setenv("STREAMER_STORAGE_DIR", storage)
+    monkeypatch.setitem(config_module.DEFAULTS, "storage.dir", storage)
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,11 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
         ("bench_rest.py", ["--rounds", "2", "--requests", "2", "--seconds", "1"], "ratio in-process / REST"),
         ("bench_annotate.py", ["--frames", "8"], "ratio job / slowest stage"),
         (
+            "bench_tracking.py",
+            ["--smoke", "--rounds", "1", "--frames", "30", "--seeds", "1", "--steady", "12", "--passes", "2"],
+            "targets:",
+        ),
+        (
             "bench_latency.py",
             ["--duration", "3", "--warmup", "1", "--clients", "5", "--hub-seconds", "1", "--hub-rounds", "2"],
             "hub:",

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from streamer.errors import ImageError
-from streamer.results import Category, Detection, Detections, FrameResult
+from streamer.results import Category, Detection, Detections, FrameResult, Label
 
 
 def test_wire_format_round_trips_through_json() -> None:
@@ -32,10 +32,39 @@ def test_wire_format_round_trips_through_json() -> None:
                 "name": "cat",
                 "confidence": 0.9,
                 "classes": [{"class_id": 282, "name": "tiger cat", "display_name": "Tigerkatze", "confidence": 0.4}],
+                "track_id": None,
+                "label": None,
+                "zones": [],
             }
         ],
     }
     assert FrameResult(1, 1, values=(2.5,)).to_dict()["values"] == [2.5]
+
+
+def test_a_tracked_object_carries_its_id_settled_label_and_zones() -> None:
+    label = Label(282, "tiger cat", "Tigerkatze", 0.7, votes=2, attempts=3)
+    objects = Detections(np.array([[0, 0, 10, 10], [1, 1, 5, 5]]), np.array([0.9, 0.3]), np.array([15, 15]))
+    tracked = objects.with_tracks(np.array([7, -1]), (label, None), (("door",), ()))
+    result = FrameResult(20, 20, objects=tracked, counts={"zones": {"door": {"cat": 1}}}, ended=(3,)).to_dict()
+    first, second = result["objects"]
+    assert (first["track_id"], first["zones"]) == (7, ["door"])
+    assert first["label"] == {
+        "class_id": 282,
+        "name": "tiger cat",
+        "display_name": "Tigerkatze",
+        "confidence": 0.7,
+        "votes": 2,
+        "attempts": 3,
+    }
+    assert (second["track_id"], second["label"], second["zones"]) == (None, None, [])
+    assert result["counts"] == {"zones": {"door": {"cat": 1}}} and result["ended"] == [3]
+    assert tracked[0].label == label and tracked[0].zones == ("door",) and tracked[1].label is None
+    assert tracked.select(np.array([1, 0])).labels == (None, label), "select keeps each object's label"
+    assert Detections.of(list(tracked)).zones == (("door",), ())
+    with pytest.raises(ValueError, match=r"labels must have one entry per object \(2\), got 1"):
+        objects.with_tracks(np.array([7, -1]), (label,))
+    with pytest.raises(ValueError, match="0 <= votes <= attempts, got 4 and 3"):
+        Label(1, "a", "a", 0.5, votes=4, attempts=3)
 
 
 def test_invalid_values_say_expected_and_got() -> None:
@@ -68,8 +97,10 @@ def test_detections_stay_arrays_and_say_expected_shapes() -> None:
         "confidence": 0.9,
         "classes": [],
         "track_id": 12,
+        "label": None,
+        "zones": [],
     }
-    assert "track_id" not in named.to_dicts()[1]  # -1: not tracked
+    assert named.to_dicts()[1]["track_id"] is None  # -1: not tracked (or tentative)
     kept = named.select(np.array([False, True])).shifted(100, 200)
     assert kept.names == ("dog",) and kept.boxes.tolist() == [[105.0, 205.0, 106.0, 209.0]]
     with pytest.raises(ValueError, match=r"boxes must have shape \[K, 4\], got \[2, 3\]"):

@@ -20,7 +20,7 @@ import argparse
 import contextlib
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -32,12 +32,17 @@ from streamer.annotation.progress import Progress
 from streamer.annotation.reader import VideoReader
 from streamer.config import Config
 from streamer.errors import ConfigError, InputNotFoundError, SourceError, StreamerError
+from streamer.events import Event, EventRecorder
+from streamer.events.clips import FrameClipEncoder, follow_event
 from streamer.files import atomic_path, check_outputs
+from streamer.frames import Frame
+from streamer.inference.backend import LocalBackend
 from streamer.interrupts import terminate_as_interrupt
+from streamer.results import FrameResult
 from streamer.sinks.jsonl import JsonlWriter
 from streamer.sinks.table import CsvWriter
 from streamer.sinks.video import VideoWriter
-from streamer.tasks import Classifier
+from streamer.tracking.objects import ObjectTracker
 
 __all__ = ["EXIT_PARTIAL", "VIDEO_SUFFIXES", "add_parser", "find_videos", "run"]
 
@@ -75,6 +80,9 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     parser.add_argument("--codec", help="video codec of the output (default h264)")
     parser.add_argument("--batch", type=int, default=4, help="frames per inference batch (default 4)")
     parser.add_argument("--force", action="store_true", help="replace outputs that already exist")
+    parser.add_argument(
+        "--events", action="store_true", help="record the objects' events, snapshots and clips in [storage] dir"
+    )
 
 
 def find_videos(folder: Path) -> list[Path]:
@@ -97,8 +105,8 @@ class _Job:
 
 def _plan(args: argparse.Namespace) -> list[_Job]:
     """Inputs expanded and paired with their outputs; usage errors raised before any work."""
-    if args.output is None and args.jsonl is None and args.csv is None:
-        raise ConfigError("nothing to write: give -o OUTPUT.mp4, --jsonl FILE and/or --csv FILE")
+    if args.output is None and args.jsonl is None and args.csv is None and not args.events:
+        raise ConfigError("nothing to write: give -o OUTPUT.mp4, --jsonl FILE, --csv FILE and/or --events")
     if args.every < 1:
         raise ConfigError(f"--every must be 1 or more, got {args.every}")
     if args.batch < 1:
@@ -151,7 +159,48 @@ def _whole(job: _Job, outcome: Outcome) -> Outcome:
     return outcome
 
 
-def _annotate_one(classifier: Classifier, job: _Job, args: argparse.Namespace, sinks: list[ResultSink]) -> Outcome:
+Watcher = Callable[[FrameResult, Frame], None]
+
+
+@contextlib.contextmanager
+def _recording(config: Config, enabled: bool) -> Iterator[tuple[list[Watcher], Callable[[str], None]]]:
+    """With ``enabled``: the watchers that record events (and encode their clips) into the event store, and
+    what ends a file's open events once it is done."""
+    if not enabled:
+        yield [], lambda stream: None
+        return
+    store = config.event_store()
+    clips = (
+        FrameClipEncoder(store.clips_dir, config.clip_config(), on_done=store.attach_clip)
+        if config["storage.clips"]
+        else None
+    )
+
+    def clip(event: Event, frame: Frame) -> None:
+        if clips is not None:
+            follow_event(clips, event, frame.pts_ms)
+
+    recorder = EventRecorder(store, on_event=clip)
+    recorder.start()
+    watchers: list[Watcher] = [recorder.on_result]
+    if clips is not None:
+        watchers.insert(0, lambda result, frame: clips.frame(frame.stream_id, frame.image, frame.pts_ms))
+    try:
+        yield watchers, recorder.end_stream
+    finally:
+        recorder.close()
+        if clips is not None:
+            clips.close()
+        store.close()
+
+
+def _annotate_one(
+    backend: LocalBackend,
+    job: _Job,
+    args: argparse.Namespace,
+    sinks: list[ResultSink],
+    watchers: list[Watcher],
+) -> Outcome:
     reader = VideoReader(job.source)
     try:
         expected = reader.expected_frames(args.start, args.end)
@@ -164,15 +213,16 @@ def _annotate_one(classifier: Classifier, job: _Job, args: argparse.Namespace, s
             "end": args.end,
             "batch": args.batch,
             "progress": progress,
+            "watchers": watchers,
         }
         if job.output is None:
-            return _whole(job, annotate(classifier, reader, **options))
+            return _whole(job, annotate(backend, reader, **options))
         with atomic_path(job.output) as tmp:  # a failure below removes tmp: no empty or partial file
             writer = VideoWriter(
                 tmp, like=reader.video, size=reader.size, audio=reader.audio, codec=args.codec, output_name=job.output
             )
             try:
-                outcome = _whole(job, annotate(classifier, reader, writer=writer, **options))
+                outcome = _whole(job, annotate(backend, reader, writer=writer, **options))
             except BaseException:
                 writer.abort()
                 raise
@@ -185,12 +235,21 @@ def _annotate_one(classifier: Classifier, job: _Job, args: argparse.Namespace, s
 def run(args: argparse.Namespace, config: Config) -> int:
     """The ``annotate`` command; returns the exit status (see the module docstring)."""
     jobs = _plan(args)
-    options = config.classifier_options(stages=args.stages or "cascade")  # pictures of boxes unless told otherwise
+    stages = args.stages or "cascade"  # pictures of boxes unless told otherwise
+    tracking = config.tracking_config()
+    tracks = stages != "classify" and bool(config["tracking.enabled"])
+    if args.events and not tracks:
+        raise ConfigError(
+            "--events records tracked objects: it needs --stages detect or cascade and [tracking] enabled"
+        )
     failed = partial = 0
     with (
         contextlib.suppress(_NothingAnnotated),
         terminate_as_interrupt(),
-        Classifier.create_from_options(options) as classifier,
+        contextlib.closing(
+            LocalBackend(config.cascade_config(stages), hooks=(lambda _: ObjectTracker(tracking)) if tracks else None)
+        ) as backend,
+        _recording(config, args.events) as (watchers, end_events),
         _text_output(args.jsonl) as jsonl,
         _text_output(args.csv) as table,
     ):
@@ -201,7 +260,10 @@ def run(args: argparse.Namespace, config: Config) -> int:
             sinks.append(CsvWriter(table))
         for job in jobs:
             try:
-                outcome = _annotate_one(classifier, job, args, sinks)
+                try:
+                    outcome = _annotate_one(backend, job, args, sinks, watchers)
+                finally:
+                    end_events(str(job.source))
             except ConfigError:  # bad usage (--codec, an output format): the same for every input, exit 2
                 raise
             except (StreamerError, av.error.FFmpegError) as exc:

@@ -4,18 +4,20 @@
 
     decode thread ──queue──> inference thread ──queue──> encode thread
     VideoReader.items()      batches of frames            draw_result, VideoWriter,
-    (frames + audio          through classifier.process   JSONL/CSV sinks, progress
+    (frames + audio          through backend.submit       JSONL/CSV sinks, progress
      packets, in order)      (audio passes through)
 
 Each stage runs while the others do (PyAV and ONNX Runtime release the GIL),
 so the whole goes about as fast as the slowest stage rather than the sum of
 them. Queues are bounded, so memory stays flat however long the file.
+A backend built with the tracker's hooks (as ``streamer annotate`` builds
+it when it detects) tracks the objects: ``stream_id`` is the file's stream.
 Nothing is dropped: every frame reaches the encoder in order. With
 ``every=N`` only every N-th frame is classified; the frames between show the
 last result. Call order::
 
     reader = VideoReader(path)
-    outcome = annotate(classifier, reader, stream_id="clip.mp4", writer=writer, sinks=[jsonl])
+    outcome = annotate(backend, reader, stream_id="clip.mp4", writer=writer, sinks=[jsonl])
     writer.close()
 """
 
@@ -32,10 +34,10 @@ import av
 
 from streamer.annotation.progress import Progress
 from streamer.annotation.reader import VideoItem, VideoReader
-from streamer.inference.backend import Request
+from streamer.frames import Frame
+from streamer.inference.backend import InferenceBackend, Request
 from streamer.results import FrameResult
 from streamer.sinks.video import VideoWriter
-from streamer.tasks import Classifier
 from streamer.vision.draw import draw_result
 
 __all__ = ["Outcome", "ResultSink", "annotate"]
@@ -85,7 +87,7 @@ def _get(box: queue.Queue[Any], stop: threading.Event) -> Any:
 
 
 def annotate(
-    classifier: Classifier,
+    backend: InferenceBackend,
     reader: VideoReader,
     *,
     stream_id: str,
@@ -97,6 +99,7 @@ def annotate(
     batch: int = 4,
     progress: Progress | None = None,
     stop: threading.Event | None = None,
+    watchers: Sequence[Callable[[FrameResult, Frame], None]] = (),
 ) -> Outcome:
     """Classify the frames of ``reader`` in [start, end) and write them; see the module docstring.
 
@@ -105,6 +108,8 @@ def annotate(
     begins at 0; results keep the source's ``pts_ms``. Setting ``stop`` (or a
     ``KeyboardInterrupt`` here) ends the run early; the caller then discards
     the output. An exception in any stage stops the others and is raised here.
+    ``watchers`` see each result with its frame, as a runtime's subscribers
+    do (the event recorder), on the encoding thread, in frame order.
     """
     if every < 1:
         raise ValueError(f"every must be >= 1, got {every}")
@@ -133,8 +138,8 @@ def annotate(
                 if isinstance(item, VideoItem) and item.index % every == 0:
                     chosen.append(item)
             if item is _END or len(chosen) >= batch or len(pending) >= 8 * batch:
-                requests = [Request(stream_id, c.image) for c in chosen]
-                results = classifier.backend.submit(requests).result() if chosen else []
+                requests = [Request(stream_id, c.image, pts_ms=c.seconds * 1000.0) for c in chosen]
+                results = backend.submit(requests).result() if chosen else []
                 stamped = {
                     c.index: replace(
                         r,
@@ -170,6 +175,10 @@ def annotate(
                 last = result
                 for sink in sinks:
                     sink.write(result)
+                if watchers:
+                    frame = Frame(stream_id, item.index, result.pts_ms, item.image, time.monotonic())
+                    for watch in watchers:
+                        watch(result, frame)
             if writer is not None:
                 writer.write(item.image if last is None else draw_result(item.image, last), item.pts - video_shift)
             counts["frames"] += 1

@@ -11,17 +11,22 @@ first phase while batch N's second runs)::
 
 ``stages`` picks what runs: ``classify`` (the whole frame), ``detect``
 (objects only) or ``cascade`` (objects, then each object's crop classified).
-The **hook** of a stream, ``hook(stream_id, image, detections)``, returns
-which detections to classify (a boolean mask or indices); the tracker plugs
-in here. Without one, every object of a ``cascade_classes`` class is.
+The **hook** of a stream (the tracker, :class:`streamer.tracking.ObjectTracker`)
+sees each frame's detections twice: ``hook.before(request, objects,
+eligible)`` in the first phase returns :class:`Tracked` (the objects with
+their track ids and zones, and which of them to classify now), and
+``hook.after(tracked, classes)`` in the second gives the objects with their
+settled labels. Without a hook, every ``eligible`` object is classified: one
+of a ``cascade_classes`` class, by default one the classifier can describe.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -31,6 +36,7 @@ from streamer.models.detector import DetectorStage
 from streamer.models.engine import DEVICES
 from streamer.models.spec import ClassifierModel, DetectorModel
 from streamer.results import Category, Detections, FrameResult
+from streamer.tracking.settle import describable
 from streamer.vision.preprocess import RegionOfInterest, check_image, crop_box, roi_pixels
 
 __all__ = [
@@ -44,14 +50,37 @@ __all__ = [
     "Hooks",
     "ModelInfo",
     "Request",
+    "Tracked",
 ]
 
 DEFAULT_CLASSIFIER = "efficientnet-lite0"
 DEFAULT_DETECTOR = "yolov3-tiny"
 STAGES = ("classify", "detect", "cascade")
 
-#: ``hook(stream_id, image, detections)`` -> which detections to classify (boolean mask or indices).
-Hook = Callable[[str, np.ndarray, Detections], np.ndarray]
+
+@dataclass(frozen=True)
+class Tracked:
+    """What a stream's hook made of one frame's detections in the first phase."""
+
+    objects: Detections  # the frame's objects with track ids (-1: tentative) and zones
+    classify: np.ndarray  # int64 indices into ``objects``: those to classify now
+    counts: Mapping[str, Any] = field(default_factory=dict)  # the stream's zone and line counts
+    ended: tuple[int, ...] = ()  # tracks that ended at this frame
+
+
+class Hook(Protocol):
+    """A stream's hook; its two calls for one frame may run on two threads (the backend's two phases), and
+    the next frame's ``before`` may run before this frame's ``after``."""
+
+    def before(self, request: Request, objects: Detections, eligible: np.ndarray) -> Tracked:
+        """``eligible``: a boolean mask of the objects the cascade would classify."""
+        ...
+
+    def after(self, tracked: Tracked, classes: Sequence[tuple[Category, ...]]) -> Detections:
+        """``classes``: the classifier's answer for each of ``tracked.classify`` (empty: no crop)."""
+        ...
+
+
 #: builds the hook of a stream on its first frame; ``None`` from it: no hook for that stream.
 HookFactory = Callable[[str], Hook | None]
 
@@ -130,6 +159,7 @@ class Request:
     image: np.ndarray
     region_of_interest: RegionOfInterest | None = None
     whole: bool = False  # skip the detector: classify the whole image (or region), as stages = "classify" does
+    pts_ms: float = 0.0  # the frame's time in its stream (the tracker's clock)
 
     def __post_init__(self) -> None:
         check_image(self.image)
@@ -171,6 +201,7 @@ class Staged:
     crops: list[np.ndarray]  # fitted to the classifier's input
     owners: list[tuple[int, int]]  # (image, object) of each crop; object -1: the whole region
     timings: dict[str, float]
+    tracked: dict[int, tuple[Hook, Tracked]] = field(default_factory=dict)  # image -> its stream's hook's view
 
 
 class Cascade:
@@ -207,8 +238,12 @@ class Cascade:
                 "use stages = 'classify' for it"
             )
         self._second_stage: np.ndarray | None = None
-        if self.detector is not None and c.cascade_classes:
-            self._second_stage = class_mask(self.detector.names, c.cascade_classes, (), "cascade_classes")
+        if self.detector is not None and self.classifier is not None:
+            self._second_stage = (
+                class_mask(self.detector.names, c.cascade_classes, (), "cascade_classes")
+                if c.cascade_classes
+                else describable(self.detector.names, self.classifier.names)
+            )
         self._names = tuple(self.detector.names) if self.detector is not None else ()
         self.models = [
             ModelInfo(
@@ -229,16 +264,8 @@ class Cascade:
         """The execution provider the models run on, e.g. ``CPUExecutionProvider``."""
         return self.models[0].provider
 
-    def _chosen(self, request: Request, found: Detections, hooks: Hooks | None) -> np.ndarray:
-        """Indices of the objects to classify: the cascade's classes, then the stream's hook."""
-        keep = np.ones(len(found), bool) if self._second_stage is None else self._second_stage[found.class_ids]
-        if hooks is not None and request.stream_id:
-            hook = hooks.get(request.stream_id)
-            if hook is not None:
-                chosen = np.zeros(len(found), bool)
-                chosen[np.asarray(hook(request.stream_id, request.image, found))] = True
-                keep &= chosen
-        return np.flatnonzero(keep)
+    def _hook(self, request: Request, hooks: Hooks | None) -> Hook | None:
+        return hooks.get(request.stream_id) if hooks is not None and request.stream_id else None
 
     def first(self, requests: Sequence[Request], hooks: Hooks | None = None) -> Staged:
         """Regions, detector, the streams' ``hooks``, crops: everything before the classifier's run."""
@@ -256,43 +283,58 @@ class Cascade:
         objects = [Detections.empty() for _ in requests]
         crops: list[np.ndarray] = []
         owners: list[tuple[int, int]] = []
+        tracked: dict[int, tuple[Hook, Tracked]] = {}
         detected = [i for i, r in enumerate(requests) if not r.whole] if self.detector is not None else []
         if self.detector is not None and detected:
             tensor, boxes = self.detector.prepare([regions[i] for i in detected])
             lap("preprocess")
             outputs = self.detector.run(tensor)
-            local: dict[int, Detections] = {}  # in region pixels, where the crops are cut
             for k, i in enumerate(detected):
                 found = self.detector.decode(outputs, k, boxes[k], (regions[i].shape[1], regions[i].shape[0]))
-                local[i] = found.with_labels(names=tuple(self._names[c] for c in found.class_ids.tolist()))
-                objects[i] = local[i].shifted(offsets[i][0], offsets[i][1])
+                found = found.with_labels(names=tuple(self._names[c] for c in found.class_ids.tolist()))
+                objects[i] = found.shifted(offsets[i][0], offsets[i][1])
             lap("inference")
-            if self.classifier is not None:
-                for i in detected:
-                    for j in self._chosen(requests[i], objects[i], hooks).tolist():
-                        crop = crop_box(regions[i], local[i].boxes[j], self.config.crop_margin)
+            for i in detected:
+                found = objects[i]
+                eligible = (
+                    np.zeros(len(found), bool) if self._second_stage is None else self._second_stage[found.class_ids]
+                )
+                chosen = np.flatnonzero(eligible)
+                hook = self._hook(requests[i], hooks)
+                if hook is not None:
+                    view = hook.before(requests[i], found, eligible)
+                    tracked[i] = (hook, view)
+                    objects[i], chosen = view.objects, view.classify
+                if self.classifier is not None:
+                    x, y = offsets[i][0], offsets[i][1]
+                    for j in chosen.tolist():
+                        crop = crop_box(
+                            regions[i],
+                            objects[i].boxes[j] - np.array([x, y, x, y], np.float32),
+                            self.config.crop_margin,
+                        )
                         if crop is not None:
                             crops.append(self.classifier.fit(crop))
                             owners.append((i, j))
-                lap("preprocess")
+            lap("preprocess")
         if self.classifier is not None and len(detected) < len(requests):
             for i, request in enumerate(requests):
                 if self.detector is None or request.whole:  # the whole image (or region) is classified
                     crops.append(self.classifier.fit(regions[i]))
                     owners.append((i, -1))
             lap("preprocess")
-        return Staged(requests, objects, crops, owners, timings)
+        return Staged(requests, objects, crops, owners, timings, tracked)
 
     def second(self, staged: Staged) -> list[FrameResult]:
         """The classifier on every crop of the batch in one run, then the results."""
         timings = staged.timings
         frame_classes: list[tuple[Category, ...]] = [() for _ in staged.requests]
         frame_values: list[tuple[float, ...]] = [() for _ in staged.requests]
-        objects = staged.objects
+        objects = list(staged.objects)
+        object_classes: list[list[tuple[Category, ...]]] = [[()] * len(found) for found in objects]
         if self.classifier is not None and staged.crops:
             clock = time.perf_counter()
             scores = self.classifier.scores(staged.crops)
-            object_classes: list[list[tuple[Category, ...]]] = [[()] * len(found) for found in objects]
             for (i, j), row in zip(staged.owners, scores, strict=True):
                 if j < 0 and self.classifier.regression:
                     frame_values[i] = tuple(float(v) for v in row)
@@ -302,10 +344,15 @@ class Cascade:
                     object_classes[i][j] = self.classifier.categories(row)
             if self.detector is not None:
                 objects = [
-                    found.with_labels(classes=tuple(classes)) if found else found
+                    found.with_labels(classes=tuple(classes)) if found and any(classes) else found
                     for found, classes in zip(objects, object_classes, strict=True)
                 ]
             timings["inference"] += (time.perf_counter() - clock) * 1e3
+        for i, (hook, view) in staged.tracked.items():
+            objects[i] = hook.after(
+                Tracked(objects[i], view.classify, view.counts, view.ended),
+                [object_classes[i][j] for j in view.classify.tolist()],
+            )
         return [
             FrameResult(
                 width=request.image.shape[1],
@@ -315,6 +362,8 @@ class Cascade:
                 values=frame_values[i],
                 timings_ms=dict(timings),
                 models=self._tags,
+                counts=staged.tracked[i][1].counts if i in staged.tracked else {},
+                ended=staged.tracked[i][1].ended if i in staged.tracked else (),
             )
             for i, request in enumerate(staged.requests)
         ]

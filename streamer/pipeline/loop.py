@@ -81,6 +81,7 @@ class _Batch:
     jobs: list[_Job]
     started: float
     future: Future[list[FrameResult]]
+    ended: list[str] = field(default_factory=list)  # streams whose last results are in this batch or before
 
 
 class InferenceLoop:
@@ -94,6 +95,7 @@ class InferenceLoop:
         max_batch: int = 4,
         max_frame_age_ms: float | None = None,
         in_flight: int = 2,
+        ended: Callable[[str], None] | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
@@ -101,6 +103,8 @@ class InferenceLoop:
             raise ValueError(f"in_flight must be >= 1, got {in_flight}")
         self._backend = backend
         self._deliver = deliver
+        self._ended = ended
+        self._gone: list[str] = []  # finished streams not yet announced
         self.max_batch = max_batch
         self.max_frame_age_ms = max_frame_age_ms
         self.in_flight = in_flight
@@ -186,6 +190,7 @@ class InferenceLoop:
             gone = [k for k, s in zip(ids, streams, strict=True) if s.buffer.drained]
             for key in gone:
                 del self._streams[key]
+            self._gone += gone
             live = [(k, s) for k, s in zip(ids, streams, strict=True) if k not in gone]
             first_job = self._jobs[0].queued_at if self._jobs else None
         states = [StreamState(JOBS, first_job, lossless=True)]
@@ -236,7 +241,7 @@ class InferenceLoop:
         frames, jobs = self._collect()
         if not frames and not jobs:
             return None
-        requests = [Request(frame.stream_id, frame.image) for _, frame in frames]
+        requests = [Request(frame.stream_id, frame.image, pts_ms=frame.pts_ms) for _, frame in frames]
         for job in jobs:
             requests += job.requests
         started = time.monotonic()
@@ -254,14 +259,39 @@ class InferenceLoop:
             batch = None if self._stopping.is_set() or len(pending) >= self.in_flight else self._submit()
             if batch is not None:
                 pending.append(batch)
+            if self._gone:  # a finished stream is announced after the batches that hold its last frames
+                gone, self._gone = self._gone, []
+                if pending:
+                    pending[-1].ended += gone
+                else:
+                    self._end(gone)
+            if batch is not None:
                 continue
             if pending:
                 self._finish(pending.popleft())
                 continue
             self.wakeup.wait(0.05)
 
+    def _end(self, streams: list[str]) -> None:
+        """Finished streams: their hooks forgotten (in order with the batches), then announced."""
+        for stream_id in streams:
+            self._backend.forget(stream_id)
+            if self._ended is not None:
+                try:
+                    self._ended(stream_id)
+                except Exception:
+                    self.errors += 1
+                    log.exception("announcing the end of stream %s failed", stream_id)
+
     def _finish(self, batch: _Batch) -> None:
-        """Wait for a batch's results and deliver them: the streams' frames, then each job's future."""
+        """Wait for a batch's results and deliver them: the streams' frames, then each job's future, then the
+        streams that ended."""
+        try:
+            self._deliver_batch(batch)
+        finally:
+            self._end(batch.ended)
+
+    def _deliver_batch(self, batch: _Batch) -> None:
         try:
             results = batch.future.result()
         except Exception as exc:

@@ -15,6 +15,8 @@ Call order::
 :class:`~streamer.runtime.Runtime` builds one from config.
 ``on_result(result, frame)`` runs on a dispatcher thread, never on the
 inference thread, so a slow callback costs results, not inference.
+``on_end(stream_id)``, if given, runs on the dispatcher thread after the
+last result of a stream whose source ended (or failed for good).
 ``on_frame(frame)``, if given, sees every decoded frame on its source's
 thread, inferred or not (to stream the video itself); it must be quick. With a
 lossless source (a file played as fast as possible) delivery is lossless too:
@@ -55,15 +57,24 @@ class Pipeline:
         max_frame_age_ms: float | None = 500.0,
         lossless: bool = False,
         on_frame: Callable[[Frame], None] | None = None,
+        on_end: Callable[[str], None] | None = None,
     ) -> None:
-        self._dispatcher: Dispatcher[tuple[FrameResult, Frame]] = Dispatcher(
-            lambda item: on_result(*item), lossless=lossless, name="pipeline-results"
+        def dispatch(item: tuple[FrameResult, Frame] | str) -> None:
+            if isinstance(item, str):
+                if on_end is not None:
+                    on_end(item)
+            else:
+                on_result(*item)
+
+        self._dispatcher: Dispatcher[tuple[FrameResult, Frame] | str] = Dispatcher(
+            dispatch, lossless=lossless, name="pipeline-results"
         )
         self._loop = InferenceLoop(
             backend,
             lambda result, frame: self._dispatcher.put((result, frame)),
             max_batch=max_batch,
             max_frame_age_ms=max_frame_age_ms,
+            ended=self._dispatcher.put,
         )
         self._sources: dict[str, Source] = {}
         self._on_frame = on_frame

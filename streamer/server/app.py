@@ -47,6 +47,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from streamer.errors import ConfigError
+from streamer.events import Event
 from streamer.frames import Frame
 from streamer.results import FrameResult
 from streamer.server import wire
@@ -169,6 +170,7 @@ class StreamerServer:
         self._serving: Uvicorn | None = None
         runtime.subscribe(self._on_result)
         runtime.subscribe_frames(self._on_frame)
+        runtime.subscribe_events(self.publish_event)
 
     # lifecycle
 
@@ -281,6 +283,17 @@ class StreamerServer:
             hub.publish(text, stream=result.stream)
         except RuntimeError:  # the loop closed between the hub's check and the call
             log.debug("result of %r dropped: the server's loop is closed", result.stream)
+
+    def publish_event(self, event: Event) -> None:
+        """Send a recorded ``event`` to the clients subscribed to its stream (an ``event`` message); any
+        thread, never blocks."""
+        hub = self._hub
+        if hub is None or self._serving is None or not hub.clients:
+            return
+        try:
+            hub.publish(wire.encode("event", event=event.to_dict()), stream=event.after.stream)
+        except RuntimeError:
+            log.debug("event of %r dropped: the server's loop is closed", event.after.stream)
 
     def publish_frame(self, stream: str, image: np.ndarray, pts_ms: float) -> None:
         """Hand a decoded frame to every browser watching ``stream`` over WebRTC; any thread, never blocks."""

@@ -18,6 +18,8 @@ Families, all but the last three read from ``stats()`` at scrape time::
     streamer_frames_inferred_total{stream}  counter    frames the models ran on
     streamer_reconnects_total{stream}       counter    reconnections
     streamer_frame_age_ms{stream}           gauge      age of the last inferred frame when its result was ready
+    streamer_zone_objects{stream,zone,class}             gauge    objects in a zone now
+    streamer_line_crossings_total{stream,line,direction,class} counter  crossings of a line, "in" or "out"
     streamer_ws_clients                     gauge      connected WebSocket clients
     streamer_ws_dropped_total               counter    results dropped for clients that read too slowly
     streamer_ws_errors_total{code}          counter    error messages answered on /ws, by code
@@ -70,6 +72,29 @@ def _number(value: object) -> float | None:
     return None
 
 
+def _zone_counts(rows: list[dict[str, Any]]) -> Iterable[Metric]:
+    """The zone and line counts of the streams that have them (``counts`` in their stats row)."""
+    zones = GaugeMetricFamily(
+        "streamer_zone_objects", "Objects in a zone now, by class.", labels=["stream", "zone", "class"]
+    )
+    lines = CounterMetricFamily(
+        "streamer_line_crossings",
+        "Crossings of a line, by direction and class.",
+        labels=["stream", "line", "direction", "class"],
+    )
+    for row in rows:
+        stream, counts = str(row.get("stream", "")), row.get("counts") or {}
+        for zone, by_class in (counts.get("zones") or {}).items():
+            for name, value in by_class.items():
+                zones.add_metric([stream, str(zone), str(name)], float(value))
+        for line, directions in (counts.get("lines") or {}).items():
+            for direction, by_class in directions.items():
+                for name, value in by_class.items():
+                    lines.add_metric([stream, str(line), str(direction), str(name)], float(value))
+    yield zones
+    yield lines
+
+
 class _StreamsCollector(Collector):
     """The runtime's per-stream stats and the server's WebSocket counters, read at each scrape."""
 
@@ -101,6 +126,7 @@ class _StreamsCollector(Collector):
             if value is not None:
                 age.add_metric([str(row.get("stream", ""))], value)
         yield age
+        yield from _zone_counts(rows)
         yield GaugeMetricFamily("streamer_ws_clients", "Connected WebSocket clients.", value=metrics.clients())
         yield CounterMetricFamily(
             "streamer_ws_dropped",

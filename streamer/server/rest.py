@@ -7,6 +7,11 @@
     DELETE /api/streams/{id}        stop and remove a stream
     GET    /api/models              the models running now
     POST   /api/models/reload       re-read [classifier]/[detector] and swap the models between two batches
+    GET    /api/events              events, newest first: ?stream=&label=&zone=&after=&before=&limit=&offset=
+    GET    /api/events/{id}         one event
+    GET    /api/events/{id}/snapshot.jpg   its best snapshot (?annotated=1: box and label drawn)
+    GET    /api/events/{id}/clip.mp4       its clip (HTTP Range requests, so a browser can seek)
+    DELETE /api/events/{id}         delete an event, its snapshot and clip
 
 Bad bodies get 422 naming the field (FastAPI's ``{"detail": [{"loc", "msg", "type"}]}``);
 other refusals ``{"detail": "why"}``. ``POST /api/classify`` answers every
@@ -27,13 +32,15 @@ import logging
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from streamer.config import StreamSpec
 from streamer.errors import ConfigError, StreamerError, StreamExistsError
+from streamer.events.store import EventStore
 from streamer.results import FrameResult
 from streamer.server import wire
 from streamer.server.app import StreamerServer
@@ -278,9 +285,7 @@ async def get_stream(stream_id: str, server: Server) -> dict[str, Any]:
     response_model=StreamStats,
     responses={400: {"description": "the source cannot be opened"}, 409: {"description": "the id is taken"}},
 )
-async def add_stream(
-    spec: NewStream, response: Response, server: Server
-) -> dict[str, Any]:
+async def add_stream(spec: NewStream, response: Response, server: Server) -> dict[str, Any]:
     """Open a source and run it beside the others; its stats as ``GET /api/streams/{id}`` gives them."""
     if spec.id.startswith(CAMERA_PREFIX):
         raise _invalid("id", f"ids starting with {CAMERA_PREFIX!r} are the browsers' cameras'; pick another", spec.id)
@@ -345,3 +350,73 @@ async def reload_models(server: Server) -> list[dict[str, Any]]:
             log.warning("reloading the models failed; the old ones keep running: %s", exc)
             raise HTTPException(422, f"the models were not reloaded (the old ones keep running): {exc}") from None
     return [model.to_dict() for model in models]
+
+
+# --- events -------------------------------------------------------------------------------------
+
+
+def _events(server: StreamerServer) -> EventStore:
+    store = server.runtime.events
+    if store is None:
+        raise HTTPException(404, "this server records no events (it runs no detector, or [storage] events = false)")
+    return store
+
+
+@router.get("/events", response_model=list[dict[str, Any]])
+async def list_events(
+    server: Server,
+    stream: str | None = None,
+    label: str | None = None,
+    zone: str | None = None,
+    after: Annotated[float | None, Query(description="unix seconds: events that started after")] = None,
+    before: Annotated[float | None, Query(description="unix seconds: events that started before")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> list[dict[str, Any]]:
+    """Recorded events, newest first, paged by ``limit`` and ``offset``."""
+    store = _events(server)
+    return await asyncio.to_thread(
+        store.query, stream=stream, label=label, zone=zone, after=after, before=before, limit=limit, offset=offset
+    )
+
+
+@router.get("/events/{event_id}", response_model=dict[str, Any], responses={404: {"description": "no such event"}})
+async def get_event(event_id: str, server: Server) -> dict[str, Any]:
+    """One event, with its state before and after its last change."""
+    event = await asyncio.to_thread(_events(server).get, event_id)
+    if event is None:
+        raise HTTPException(404, f"no event {event_id!r:.80}")
+    return event
+
+
+@router.get(
+    "/events/{event_id}/snapshot.jpg",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "no such event or no snapshot"}},
+)
+async def event_snapshot(event_id: str, server: Server, annotated: bool = False) -> Response:
+    """The event's best frame as a JPEG: clean, or with the object's box and label drawn."""
+    jpeg = await asyncio.to_thread(_events(server).snapshot, event_id, annotated=annotated)
+    if jpeg is None:
+        raise HTTPException(404, f"no snapshot for event {event_id!r:.80}")
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-cache"})
+
+
+@router.get(
+    "/events/{event_id}/clip.mp4",
+    response_class=Response,
+    responses={200: {"content": {"video/mp4": {}}}, 206: {"description": "a range"}, 404: {"description": "no clip"}},
+)
+async def event_clip(event_id: str, server: Server) -> Response:
+    """The event's clip as MP4; ``Range`` requests get 206 and the bytes asked for."""
+    path = await asyncio.to_thread(_events(server).clip_path, event_id)
+    if path is None or not path.is_file():
+        raise HTTPException(404, f"no clip for event {event_id!r:.80} (yet)")
+    return FileResponse(path, media_type="video/mp4")
+
+
+@router.delete("/events/{event_id}", status_code=204, responses={404: {"description": "no such event"}})
+async def delete_event(event_id: str, server: Server) -> None:
+    """Delete an event, its snapshot and its clip."""
+    if not await asyncio.to_thread(_events(server).delete, event_id):
+        raise HTTPException(404, f"no event {event_id!r:.80}")

@@ -13,6 +13,7 @@ From the server::
 
     {"type": "hello", "version": 1, "streams": [...]}
     {"type": "result", "result": {...FrameResult.to_dict()...}}
+    {"type": "event", "event": {...Event.to_dict()...}}           an object's event: new, update, end
     {"type": "streams", "streams": [...]}
     {"type": "classified", "id": "req-1", "records": [...]}
     {"type": "answer", "stream": ..., "sdp": "..."}

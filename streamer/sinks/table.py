@@ -1,7 +1,8 @@
 """CSV: one row per object per frame, for spreadsheets and pandas.
 
-A detected object gives one row: its box, its detector class and, in a
-cascade, the best second-stage class. A whole-frame classification (no
+A detected object gives one row: its box, its detector class, its track id
+(empty while tentative or untracked), in a cascade the best second-stage
+class of this frame, and its track's settled label (empty until it settles). A whole-frame classification (no
 detector) gives one row per frame with the box columns empty and the top
 class. A frame with neither (nothing detected) gives no row.
 """
@@ -19,6 +20,7 @@ COLUMNS = (
     "stream", "frame", "pts_ms", "object", "x1", "y1", "x2", "y2",
     "object_class_id", "object_name", "object_confidence",
     "class_id", "class_name", "display_name", "confidence",
+    "track_id", "label", "label_confidence",
 )  # fmt: skip
 
 Cell = str | int | float
@@ -43,11 +45,14 @@ def result_rows(result: FrameResult) -> list[list[Cell]]:
                 obj.name,
                 round(obj.confidence, 6),
                 *_category(obj.classes[0] if obj.classes else None),
+                "" if obj.track_id is None else obj.track_id,
+                "" if obj.label is None else obj.label.name,
+                "" if obj.label is None else round(obj.label.confidence, 6),
             ]
             for i, obj in enumerate(result.objects)
         ]
     if result.classes:
-        return [[*head, "", "", "", "", "", "", "", "", *_category(result.classes[0])]]
+        return [[*head, "", "", "", "", "", "", "", "", *_category(result.classes[0]), "", "", ""]]
     return []
 
 

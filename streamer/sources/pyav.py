@@ -12,9 +12,10 @@ reaches logs, errors or stats.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -27,6 +28,8 @@ from streamer.sources.base import Source, SourceState
 from streamer.vision.preprocess import upright
 
 __all__ = ["PyAVSource", "declared_end", "is_live_url", "matroska_clock", "playback_delay", "short_read"]
+
+log = logging.getLogger(__name__)
 
 _UNAUTHORIZED = ("401", "Unauthorized", "authorization failed")
 
@@ -97,6 +100,10 @@ class PyAVSource(Source):
     stream then reconnects. ``backoff`` is (first, cap) seconds between
     reconnects. ``live`` ``None`` means live for a URL and not for a path;
     ``live=False`` reads a URL once, like a file (an HTTP video, an HLS VOD).
+    ``on_packet`` (``None``: frames are decoded straight from the container)
+    is called on the source's thread with each compressed video packet, before
+    it is decoded, and the milliseconds this pass adds to the packet's own
+    timestamps (a looping file's offset), so event clips can keep the bytes.
     """
 
     def __init__(
@@ -112,6 +119,7 @@ class PyAVSource(Source):
         read_timeout: float = 5.0,
         backoff: tuple[float, float] = (0.5, 10.0),
         buffer_size: int = 2,
+        on_packet: Callable[[av.Packet[av.VideoStream], float], None] | None = None,
     ) -> None:
         network = is_live_url(url)
         live = network if live is None else live
@@ -132,10 +140,23 @@ class PyAVSource(Source):
         self.timeouts = (open_timeout, read_timeout)
         self.backoff = backoff
         self._progress = (0, 0.0)  # frames decoded in the current pass over the file, and the last one's time (s)
+        self.on_packet = on_packet
+        self._offset_ms = 0.0  # what the current pass adds to the stream's timestamps, for on_packet
+
+    def _tapped(self, container: av.container.InputContainer) -> Iterator[av.VideoFrame]:
+        """Frames decoded packet by packet, each packet handed to :attr:`on_packet` first."""
+        tap = self.on_packet
+        for packet in container.demux(container.streams.video[0]):
+            if tap is not None and packet.size:  # the last, empty packet only flushes the decoder
+                try:
+                    tap(packet, self._offset_ms)
+                except Exception:
+                    log.exception("source %s: the on_packet callback failed", self.stream_id)
+            yield from packet.decode()
 
     def _frames(self, container: av.container.InputContainer) -> Iterator[tuple[av.VideoFrame, float]]:
         """Decoded frames with the seconds spent decoding each."""
-        decoder = container.decode(container.streams.video[0])
+        decoder = container.decode(container.streams.video[0]) if self.on_packet is None else self._tapped(container)
         while True:
             start = time.perf_counter()
             frame = next(decoder, None)
@@ -150,6 +171,7 @@ class PyAVSource(Source):
         clock: tuple[float, float] | None = None  # (wall, pts) of the first frame, for realtime pacing
         last = offset_ms
         self._progress = (0, 0.0)
+        self._offset_ms = offset_ms
         fallback_fps = float(container.streams.video[0].average_rate or 30)
         for frame, seconds in self._frames(container):
             if self.stopping.is_set():

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from streamer.cli import main
-from streamer.results import Category, Detection, FrameResult
+from streamer.results import Category, Detection, FrameResult, Label
 from streamer.sinks.table import COLUMNS
 from streamer.vision.draw import draw_result
 from tests.media import clip_frame, make_clip, photo
@@ -51,7 +51,16 @@ def from_wire(record: dict[str, Any]) -> FrameResult:
         return Category(c["class_id"], c["name"], c["display_name"], c["confidence"])
 
     objects = tuple(
-        Detection(tuple(o["box"]), o["class_id"], o["name"], o["confidence"], tuple(map(category, o["classes"])))
+        Detection(
+            tuple(o["box"]),
+            o["class_id"],
+            o["name"],
+            o["confidence"],
+            tuple(map(category, o["classes"])),
+            o["track_id"],
+            Label(**o["label"]) if o["label"] else None,
+            tuple(o["zones"]),
+        )
         for o in record["objects"]
     )
     return FrameResult(record["width"], record["height"], tuple(map(category, record["classes"])), objects)
@@ -98,9 +107,15 @@ def test_every_frame_keeps_its_timestamp_and_the_audio_is_copied(
     rows = list(csv.DictReader(table.open(encoding="utf-8")))
     assert tuple(rows[0]) == COLUMNS
     assert len(rows) == sum(len(r["objects"]) for r in records), "one row per object per frame"
-    first = records[0]["objects"][0]
-    assert rows[0]["object_name"] == first["name"] and float(rows[0]["x1"]) == pytest.approx(first["box"][0])
-    assert rows[0]["class_name"] == first["classes"][0]["name"]
+    objects = [o for r in records for o in r["objects"]]
+    assert rows[0]["object_name"] == objects[0]["name"] and float(rows[0]["x1"]) == pytest.approx(objects[0]["box"][0])
+    for row, obj in zip(rows, objects, strict=True):
+        assert row["class_name"] == (obj["classes"][0]["name"] if obj["classes"] else "")
+        assert row["track_id"] == ("" if obj["track_id"] is None else str(obj["track_id"]))
+        assert row["label"] == (obj["label"]["name"] if obj["label"] else "")
+    tracked = [o for o in objects if o["track_id"] is not None]
+    assert tracked and any(o["label"] for o in tracked), "annotate tracks: ids, and labels once they settle"
+    assert sum(1 for o in objects if o["classes"]) < len(objects) / 3, "settled tracks are not classified again"
 
 
 def test_boxes_are_drawn_where_the_json_says(tmp_path: Path) -> None:
@@ -275,3 +290,29 @@ def test_b_frames_at_ntsc_rate_keep_order_and_timestamps(tmp_path: Path) -> None
     assert rate_out == rate_in == Fraction(30000, 1001)
     assert times_out == pytest.approx(times_in, abs=1e-6) and len(times_out) == 30
     assert [r["pts_ms"] for r in read_jsonl(jsonl)] == pytest.approx([t * 1000 for t in times_in], abs=1e-3)
+
+
+def test_annotate_records_events_when_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("STREAMER_STORAGE_DIR")  # config.toml's [storage] dir below, then
+    clip = make_clip(tmp_path / "clip.mp4", frames=24, fps=12, size=(640, 480))
+    storage = tmp_path / "data"
+    config = tmp_path / "config.toml"
+    config.write_text(f'[storage]\ndir = "{storage}"\npre_capture_s = 1.0\npost_capture_s = 0.5\n', encoding="utf-8")
+    assert main(["annotate", str(clip), "--config", str(config), "--jsonl", str(tmp_path / "r.jsonl")]) == 0
+    assert not (storage / "events.db").exists(), "no events unless asked"
+    assert main(["annotate", str(clip), "--config", str(config), "--events", "--stages", "detect"]) == 0
+    capsys.readouterr()
+    assert main(["events", "--config", str(config), "--json"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert events and all(e["stream"] == str(clip) and e["end_time"] is not None for e in events), events
+    ids = {e["track_id"] for e in events}
+    tracked = {o["track_id"] for r in read_jsonl(tmp_path / "r.jsonl") for o in r["objects"]} - {None}
+    assert len(ids) == len(events) and tracked, (ids, tracked)
+    assert all(e["has_snapshot"] for e in events)
+    with_clip = [e for e in events if e["has_clip"]]
+    assert with_clip, "the encoder wrote the clips of events that ended with the file"
+    with av.open(str(storage / "clips" / f"{with_clip[0]['id']}.mp4")) as container:
+        assert len(list(container.decode(video=0))) >= 5
+    assert main(["annotate", str(clip), "--config", str(config), "--events", "--stages", "classify"]) == 2

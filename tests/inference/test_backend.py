@@ -2,22 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pytest
 
 from streamer.errors import ImageError, RunningModeError
 from streamer.inference.backend import LocalBackend, Request
-from streamer.inference.cascade import CascadeConfig, Hook
-from streamer.results import Detections
+from streamer.inference.cascade import CascadeConfig, Hook, Tracked
+from streamer.results import Category, Detections
 from tests.media import photo
 
 COLLAGE = photo("collage")
 
 
+class Pick:
+    """A stand-in tracker: lets the objects at ``chosen`` through to the classifier, numbers them, and records
+    its calls."""
+
+    def __init__(self, chosen: list[int], calls: list[tuple[str, tuple[int, ...], tuple[str, ...]]]) -> None:
+        self.chosen = chosen
+        self.calls = calls
+
+    def before(self, request: Request, objects: Detections, eligible: np.ndarray) -> Tracked:
+        self.calls.append((request.stream_id, request.image.shape, objects.names))
+        ids = np.arange(1, len(objects) + 1)
+        return Tracked(objects.with_tracks(ids), np.array(self.chosen, np.int64), {"zones": {}}, (99,))
+
+    def after(self, tracked: Tracked, classes: Sequence[tuple[Category, ...]]) -> Detections:
+        assert len(classes) == len(tracked.classify)
+        return tracked.objects
+
+
 class FirstOnly:
-    """A stand-in tracker: lets only each frame's best object through to the classifier, and records its calls."""
+    """Builds the hooks: ``cam`` classifies only the best object, ``nothing`` none, ``plain`` has no hook."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, tuple[int, ...], tuple[str, ...]]] = []
@@ -25,16 +43,9 @@ class FirstOnly:
 
     def factory(self, stream_id: str) -> Hook | None:
         self.built.append(stream_id)
-        if stream_id == "nothing":
-            return lambda stream, image, found: np.zeros(0, np.int64)
         if stream_id == "plain":
-            return None  # no hook for it: every object is classified
-
-        def hook(stream: str, image: np.ndarray, found: Detections) -> np.ndarray:
-            self.calls.append((stream, image.shape, found.names))
-            return np.array([0])
-
-        return hook
+            return None  # no hook for it: every eligible object is classified
+        return Pick([] if stream_id == "nothing" else [0], self.calls if stream_id == "cam" else [])
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +62,12 @@ def test_the_hook_of_each_stream_picks_the_crops_to_classify(first_only: tuple[L
     cam, nothing, plain, one_off = backend.submit(requests).result(timeout=60)
     assert len(cam.objects) >= 3, "the hook chooses what is classified, never what is detected"
     assert [bool(o.classes) for o in cam.objects] == [True] + [False] * (len(cam.objects) - 1)
+    assert [o.track_id for o in cam.objects] == list(range(1, len(cam.objects) + 1)), "the hook's ids reach the result"
+    assert cam.ended == (99,) and cam.counts == {"zones": {}}
     assert not any(o.classes for o in nothing.objects)
-    assert all(o.classes for o in plain.objects) and all(o.classes for o in one_off.objects)
+    describable = [o.name != "person" for o in plain.objects]  # ImageNet has no person: never cascaded
+    assert [bool(o.classes) for o in plain.objects] == describable and any(describable)
+    assert [bool(o.classes) for o in one_off.objects] == describable
     assert hooks.calls == [("cam", COLLAGE.shape, tuple(o.name for o in cam.objects))]
     assert hooks.built == ["cam", "nothing", "plain"], "one hook per stream, none for one-off images"
     backend.forget("cam")

@@ -232,7 +232,8 @@ def test_a_cascade_server_labels_whole_images_unless_asked_to_detect(cache_dir: 
             cup, collage = answer["records"]
             names = {o["name"] for o in collage["objects"]}
             assert {"cat", "cup", "person"} <= names, names
-            assert all(o["classes"] for o in collage["objects"]), "each object's crop classified"
+            described = [o for o in collage["objects"] if o["name"] != "person"]  # ImageNet has no person class
+            assert described and all(o["classes"] for o in described), "each describable object's crop classified"
             assert any(o["name"] == "cup" for o in cup["objects"])
 
     cascade.start()
