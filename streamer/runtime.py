@@ -34,7 +34,8 @@ import numpy as np
 from streamer.config import Config, StreamSpec
 from streamer.errors import StreamExistsError
 from streamer.events import Event, EventRecorder, EventStore
-from streamer.events.clips import Clips, FrameClipEncoder, follow_event
+from streamer.events.clips import Clips, follow_event
+from streamer.events.encoder import FrameClipEncoder
 from streamer.frames import Frame
 from streamer.inference.backend import LocalBackend, ModelInfo, Request
 from streamer.pipeline.pipeline import Pipeline

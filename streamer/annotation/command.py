@@ -33,7 +33,8 @@ from streamer.annotation.reader import VideoReader
 from streamer.config import Config
 from streamer.errors import ConfigError, InputNotFoundError, SourceError, StreamerError
 from streamer.events import Event, EventRecorder
-from streamer.events.clips import FrameClipEncoder, follow_event
+from streamer.events.clips import follow_event
+from streamer.events.encoder import FrameClipEncoder
 from streamer.files import atomic_path, check_outputs
 from streamer.frames import Frame
 from streamer.inference.backend import LocalBackend

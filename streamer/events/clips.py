@@ -2,8 +2,9 @@
 
 Sources with compressed packets (files, RTSP, HTTP: :class:`Clips`) keep
 their packets and remux them: no re-encode, the bytes are the camera's.
-Sources without them (webcams, the browser camera: :class:`FrameClipEncoder`)
-keep downscaled frames and encode H.264. Both share one call order::
+Sources without them (webcams, the browser camera:
+:class:`streamer.events.encoder.FrameClipEncoder`) keep downscaled frames
+and encode H.264. Both share one call order::
 
     clips = Clips(clips_dir, ClipConfig(pre_capture_s=5, post_capture_s=5), on_done=store.attach_clip)
     source = PyAVSource("cam1", url, on_packet=lambda p, offset: clips.packet("cam1", p, offset))
@@ -35,18 +36,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
-import cv2
-import numpy as np
 
 from streamer.errors import ConfigError
 from streamer.events.machine import Event
 
 __all__ = [
+    "ClipBook",
     "ClipConfig",
     "Clips",
-    "FrameClipEncoder",
     "PacketRing",
     "StoredPacket",
     "Template",
@@ -55,8 +55,7 @@ __all__ = [
     "remux",
     "ring_trim",
     "safe_name",
-    "shrink",
-    "video_codec",
+    "temp_path",
 ]
 
 log = logging.getLogger(__name__)
@@ -265,13 +264,14 @@ def safe_name(event_id: str) -> bool:
     )
 
 
-def _temp_path(path: Path) -> Path:
+def temp_path(path: Path) -> Path:
+    """Where ``path`` is written before it is moved into place: hidden, and unique to this thread."""
     return path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.part")
 
 
 def remux(packets: Sequence[StoredPacket], path: Path) -> None:
     """Write ``packets`` (one template, starting on a keyframe) to ``path`` as MP4, timestamps from 0, atomically."""
-    temp = _temp_path(path)
+    temp = temp_path(path)
     base = packets[0].pts
     try:
         with av.open(str(temp), "w", format="mp4") as output:
@@ -299,7 +299,71 @@ class _Clip:
     last_ms: float = float("-inf")  # the latest pts held
 
 
-class Clips:
+class ClipBook:
+    """What both clip writers share: the open clips by event id, their end, the worker that writes them.
+
+    A subclass keeps its stream's recent media, opens clips in ``start`` and
+    hands a finished clip to the worker in ``_finish`` (lock held).
+    """
+
+    def __init__(self, clips_dir: Path, config: ClipConfig | None, on_done: OnDone | None, name: str) -> None:
+        self.clips_dir = Path(clips_dir)
+        self.config = config or ClipConfig()
+        self.on_done = on_done
+        self.written = 0
+        self.failed = 0
+        self._open: dict[str, Any] = {}  # by event id: the subclass's clips (event_id, stream, end_ms)
+        self._lock = threading.Lock()
+        self._worker = _Worker(name)
+
+    def start(self, event_id: str, stream: str, pts_ms: float) -> None:
+        raise NotImplementedError
+
+    def _finish(self, clip: Any) -> None:
+        raise NotImplementedError
+
+    def stop(self, event_id: str, pts_ms: float) -> bool:
+        """End the event: media go on to ``pts_ms + post_capture_s``; ``False`` if no clip is open for it."""
+        with self._lock:
+            clip = self._open.get(event_id)
+            if clip is None:
+                return False
+            clip.end_ms = pts_ms + self.config.post_capture_s * 1000.0
+            return True
+
+    def end_stream(self, stream: str) -> None:
+        """Write every open clip of ``stream`` with what it has (the stream ended or restarted)."""
+        with self._lock:
+            for clip in [c for c in self._open.values() if c.stream == stream]:
+                self._finish(clip)
+
+    def _done(self, event_id: str, path: Path) -> None:
+        """A clip is in place (worker thread): count it and tell ``on_done``."""
+        self.written += 1
+        if self.on_done is not None:
+            try:
+                self.on_done(event_id, path)
+            except Exception:
+                log.exception("clips: on_done failed for %s", event_id)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything handed to the worker is done; ``False`` if ``timeout`` passed first."""
+        return self._worker.flush(timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Write every open clip with what it has, then stop the worker (waiting up to ``timeout``)."""
+        with self._lock:
+            for clip in list(self._open.values()):
+                self._finish(clip)
+        self._worker.close(timeout)
+
+    def open_clips(self) -> list[str]:
+        """Event ids whose clips are still collecting."""
+        with self._lock:
+            return list(self._open)
+
+
+class Clips(ClipBook):
     """Event clips remuxed from streams' compressed packets; one per runtime, any number of streams.
 
     :meth:`packet` runs on source threads and only copies and appends; files
@@ -308,17 +372,10 @@ class Clips:
     """
 
     def __init__(self, clips_dir: Path, config: ClipConfig | None = None, *, on_done: OnDone | None = None) -> None:
-        self.clips_dir = Path(clips_dir)
-        self.config = config or ClipConfig()
-        self.on_done = on_done
-        self.written = 0
-        self.failed = 0
+        super().__init__(clips_dir, config, on_done, "clips")
         self._rings: dict[str, PacketRing] = {}
         self._templates: dict[str, Template] = {}
         self._last: dict[str, tuple[av.VideoStream, float]] = {}  # the stream object last seen, last dts_ms
-        self._open: dict[str, _Clip] = {}  # by event id
-        self._lock = threading.Lock()
-        self._worker = _Worker("clips")
 
     def packet(self, stream: str, packet: av.Packet[av.VideoStream], offset_ms: float = 0.0) -> None:
         """Keep a copy of ``packet`` of ``stream`` (source thread; never raises, never waits on disk).
@@ -415,21 +472,6 @@ class Clips:
                     break
                 self._feed(clip, stored)
 
-    def stop(self, event_id: str, pts_ms: float) -> bool:
-        """End the event: packets go on to ``pts_ms + post_capture_s``; ``False`` if no clip is open for it."""
-        with self._lock:
-            clip = self._open.get(event_id)
-            if clip is None:
-                return False
-            clip.end_ms = pts_ms + self.config.post_capture_s * 1000.0
-            return True
-
-    def end_stream(self, stream: str) -> None:
-        """Write every open clip of ``stream`` with what it has (the stream ended or restarted)."""
-        with self._lock:
-            for clip in [c for c in self._open.values() if c.stream == stream]:
-                self._finish(clip)
-
     def _finish(self, clip: _Clip) -> None:
         """Hand ``clip`` to the worker (lock held)."""
         self._open.pop(clip.event_id, None)
@@ -448,270 +490,10 @@ class Clips:
             self.failed += 1
             log.error("clips: cannot write %s: %s", path, exc)
             return
-        self.written += 1
-        if self.on_done is not None:
-            try:
-                self.on_done(event_id, path)
-            except Exception:
-                log.exception("clips: on_done failed for %s", event_id)
-
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every clip handed to the worker is written; ``False`` if ``timeout`` passed first."""
-        return self._worker.flush(timeout)
-
-    def close(self, timeout: float | None = None) -> None:
-        """Write every open clip with what it has, then stop the worker (waiting up to ``timeout``)."""
-        with self._lock:
-            for clip in list(self._open.values()):
-                self._finish(clip)
-        self._worker.close(timeout)
-
-    def open_clips(self) -> list[str]:
-        """Event ids whose clips are still collecting packets."""
-        with self._lock:
-            return list(self._open)
+        self._done(event_id, path)
 
 
-def video_codec() -> str:
-    """The encoder for frame clips: ``libx264`` when this FFmpeg has it, else ``mpeg4``."""
-    return "libx264" if "libx264" in av.codecs_available else "mpeg4"
-
-
-def shrink(image: np.ndarray, max_width: int) -> np.ndarray:
-    """A copy of an RGB ``image`` at most ``max_width`` wide, both sides even (yuv420p needs it)."""
-    height, width = image.shape[:2]
-    scale = min(1.0, max_width / width)
-    size = (max(2, int(width * scale) // 2 * 2), max(2, round(height * scale) // 2 * 2))
-    if size == (width, height):
-        return image.copy()
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-
-
-class _Encoding:
-    """One clip being encoded; used on the worker thread only. ``None`` container: no frame yet."""
-
-    def __init__(self, event_id: str, path: Path, codec: str) -> None:
-        self.event_id = event_id
-        self.path = path
-        self.temp = _temp_path(path)
-        self.codec = codec
-        self.container: av.container.OutputContainer | None = None
-        self.stream: av.VideoStream | None = None
-        self.first_ms = 0.0
-        self.last_pts = -1
-        self.frames = 0
-
-    def add(self, image: np.ndarray, pts_ms: float) -> None:
-        if self.container is None:
-            self.first_ms = pts_ms
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.container = av.open(str(self.temp), "w", format="mp4")
-            stream = self.container.add_stream(self.codec, rate=30)
-            if not isinstance(stream, av.VideoStream):
-                raise ValueError(f"{self.codec} is not a video codec; use libx264 or mpeg4")
-            stream.height, stream.width = image.shape[:2]
-            stream.pix_fmt = "yuv420p"
-            stream.codec_context.time_base = Fraction(1, 1000)
-            if self.codec == "libx264":
-                stream.options = {"preset": "veryfast"}
-            self.stream = stream
-        assert self.stream is not None
-        pts = round(pts_ms - self.first_ms)
-        if pts <= self.last_pts:
-            return  # timestamps must increase
-        if image.shape[:2] != (self.stream.height, self.stream.width):  # the source changed resolution
-            image = cv2.resize(image, (self.stream.width, self.stream.height), interpolation=cv2.INTER_AREA)
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-        frame.pts, frame.time_base = pts, Fraction(1, 1000)
-        self.container.mux(self.stream.encode(frame))
-        self.last_pts = pts
-        self.frames += 1
-
-    def finish(self) -> bool:
-        """Flush and move the file in place; ``False`` if it had no frame."""
-        if self.container is None or self.stream is None:
-            return False
-        self.container.mux(self.stream.encode(None))
-        self.container.close()
-        os.replace(self.temp, self.path)
-        return True
-
-    def abort(self) -> None:
-        try:
-            if self.container is not None:
-                self.container.close()
-        except (av.error.FFmpegError, OSError, ValueError):
-            pass
-        self.container = None
-        self.temp.unlink(missing_ok=True)
-
-
-@dataclass(eq=False)
-class _FrameClip:
-    event_id: str
-    stream: str
-    start_ms: float
-    encoding: _Encoding
-    end_ms: float | None = None
-    broken: bool = False  # set on the worker thread after an error: later frames are skipped
-
-
-class FrameClipEncoder:
-    """Event clips encoded from decoded frames, for sources without packets (webcams, the browser camera).
-
-    Same call order as :class:`Clips`, with :meth:`frame` in place of
-    ``packet``. Frames are stored at most ``max_width`` wide; a stream's ring
-    holds ``pre_capture_s`` of them, at most ``max_frames`` and ``max_ring_bytes``.
-    Encoding runs on the worker thread; when ``max_pending`` frames wait for
-    it, new frames are dropped (counted in :attr:`dropped`).
-    """
-
-    def __init__(
-        self,
-        clips_dir: Path,
-        config: ClipConfig | None = None,
-        *,
-        on_done: OnDone | None = None,
-        max_width: int = 640,
-        max_frames: int = 300,
-        max_pending: int = 64,
-        codec: str | None = None,
-    ) -> None:
-        if max_width < 16 or max_frames < 1 or max_pending < 1:
-            raise ConfigError(
-                f"FrameClipEncoder: max_width = {max_width}, max_frames = {max_frames}, max_pending = "
-                f"{max_pending}; give max_width >= 16 and the others >= 1"
-            )
-        self.clips_dir = Path(clips_dir)
-        self.config = config or ClipConfig()
-        self.on_done = on_done
-        self.max_width, self.max_frames, self.max_pending = max_width, max_frames, max_pending
-        self.codec = codec or video_codec()
-        self.written = 0
-        self.failed = 0
-        self.dropped = 0
-        self._rings: dict[str, deque[tuple[np.ndarray, float]]] = {}
-        self._open: dict[str, _FrameClip] = {}
-        self._lock = threading.Lock()
-        self._worker = _Worker("frame-clips")
-
-    def frame(self, stream: str, image: np.ndarray, pts_ms: float) -> None:
-        """Keep a small copy of an RGB uint8 ``image`` of ``stream`` (source thread; never raises)."""
-        try:
-            small = shrink(image, self.max_width)
-            with self._lock:
-                self._keep(stream, small, pts_ms)
-                for clip in [c for c in self._open.values() if c.stream == stream]:
-                    self._feed(clip, small, pts_ms)
-        except Exception:
-            log.exception("frame clips: cannot keep a frame of stream %s", stream)
-
-    def _keep(self, stream: str, small: np.ndarray, pts_ms: float) -> None:
-        ring = self._rings.setdefault(stream, deque())
-        if ring and pts_ms < ring[-1][1]:  # the clock jumped back: a new timeline
-            ring.clear()
-        ring.append((small, pts_ms))
-        total = sum(image.nbytes for image, _ in ring)
-        oldest = pts_ms - self.config.pre_capture_s * 1000.0
-        while ring and (len(ring) > self.max_frames or total > self.config.max_ring_bytes or ring[0][1] < oldest):
-            total -= ring.popleft()[0].nbytes
-
-    def _feed(self, clip: _FrameClip, small: np.ndarray, pts_ms: float, *, replay: bool = False) -> None:
-        """Send one frame to ``clip``'s encoding or close it (lock held)."""
-        ended = clip.end_ms is not None and pts_ms > clip.end_ms
-        if ended or pts_ms - clip.start_ms >= self.config.max_clip_s * 1000.0:
-            self._finish(clip)
-            return
-        if not self._worker.submit(
-            lambda: self._encode(clip, small, pts_ms), limit=None if replay else self.max_pending
-        ):
-            self.dropped += 1
-
-    def start(self, event_id: str, stream: str, pts_ms: float) -> None:
-        """Begin the clip of ``event_id``: the ring's frames from ``pts_ms - pre_capture_s``, then new ones."""
-        if not safe_name(event_id):
-            log.error("frame clips: event id %r cannot name a file; no clip", event_id)
-            return
-        with self._lock:
-            if event_id in self._open:
-                return
-            path = self.clips_dir / f"{event_id}.mp4"
-            start_ms = pts_ms - self.config.pre_capture_s * 1000.0
-            held = [(image, ms) for image, ms in self._rings.get(stream, ()) if ms >= start_ms]
-            clip = _FrameClip(event_id, stream, held[0][1] if held else pts_ms, _Encoding(event_id, path, self.codec))
-            self._open[event_id] = clip
-            for image, ms in held:
-                if event_id in self._open:
-                    self._feed(clip, image, ms, replay=True)
-
-    def stop(self, event_id: str, pts_ms: float) -> bool:
-        """End the event: frames go on to ``pts_ms + post_capture_s``; ``False`` if no clip is open for it."""
-        with self._lock:
-            clip = self._open.get(event_id)
-            if clip is None:
-                return False
-            clip.end_ms = pts_ms + self.config.post_capture_s * 1000.0
-            return True
-
-    def end_stream(self, stream: str) -> None:
-        """Write every open clip of ``stream`` with what it has."""
-        with self._lock:
-            for clip in [c for c in self._open.values() if c.stream == stream]:
-                self._finish(clip)
-
-    def _finish(self, clip: _FrameClip) -> None:
-        self._open.pop(clip.event_id, None)
-        self._worker.submit(lambda: self._close(clip))
-
-    def _encode(self, clip: _FrameClip, image: np.ndarray, pts_ms: float) -> None:
-        if clip.broken:
-            return
-        try:
-            clip.encoding.add(image, pts_ms)
-        except (av.error.FFmpegError, OSError, ValueError) as exc:
-            clip.broken = True
-            clip.encoding.abort()
-            self.failed += 1
-            log.error("frame clips: cannot encode %s: %s", clip.encoding.path, exc)
-
-    def _close(self, clip: _FrameClip) -> None:
-        if clip.broken:
-            return
-        try:
-            done = clip.encoding.finish()
-        except (av.error.FFmpegError, OSError, ValueError) as exc:
-            clip.encoding.abort()
-            self.failed += 1
-            log.error("frame clips: cannot write %s: %s", clip.encoding.path, exc)
-            return
-        if not done:
-            log.info("frame clips: event %s on %s had no frame; no clip", clip.event_id, clip.stream)
-            return
-        self.written += 1
-        if self.on_done is not None:
-            try:
-                self.on_done(clip.event_id, clip.encoding.path)
-            except Exception:
-                log.exception("frame clips: on_done failed for %s", clip.event_id)
-
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every frame and clip handed to the worker is done; ``False`` if ``timeout`` passed first."""
-        return self._worker.flush(timeout)
-
-    def close(self, timeout: float | None = None) -> None:
-        """Write every open clip with what it has, then stop the worker."""
-        with self._lock:
-            for clip in list(self._open.values()):
-                self._finish(clip)
-        self._worker.close(timeout)
-
-    def open_clips(self) -> list[str]:
-        """Event ids whose clips are still collecting frames."""
-        with self._lock:
-            return list(self._open)
-
-
-def follow_event(clips: Clips | FrameClipEncoder, event: Event, pts_ms: float) -> None:
+def follow_event(clips: ClipBook, event: Event, pts_ms: float) -> None:
     """An event's clip: started when the event is new, stopped when it ends (``pts_ms``: the frame's time);
     an event that ended with its stream is written at once with what there is (no packet will come)."""
     stream = event.after.stream

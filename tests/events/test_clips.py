@@ -20,13 +20,13 @@ from streamer.errors import ConfigError
 from streamer.events.clips import (
     ClipConfig,
     Clips,
-    FrameClipEncoder,
     PacketRing,
     StoredPacket,
     Template,
     clip_start,
     ring_trim,
 )
+from streamer.events.encoder import FrameClipEncoder
 from streamer.frames import Frame
 from streamer.sources.pyav import PyAVSource
 

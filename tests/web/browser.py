@@ -53,8 +53,9 @@ def chromium(extra_args: tuple[str, ...] = ()) -> Iterator[Any]:
 
 
 @contextmanager
-def running(make: Callable[[], StreamerServer]) -> Iterator[StreamerServer]:
-    """``make()``'s server, started on an event loop of its own thread (Playwright's sync API needs this one)."""
+def stoppable(make: Callable[[], StreamerServer]) -> Iterator[tuple[StreamerServer, Callable[[], None]]]:
+    """``make()``'s server, started on an event loop of its own thread (Playwright's sync API needs this one),
+    and a function that stops it before the block ends (it is stopped at the end otherwise)."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="server", daemon=True)
     thread.start()
@@ -65,13 +66,28 @@ def running(make: Callable[[], StreamerServer]) -> Iterator[StreamerServer]:
         return server
 
     server = asyncio.run_coroutine_threadsafe(start(), loop).result(30)
+    stopped = False
+
+    def stop() -> None:
+        nonlocal stopped
+        if not stopped:
+            stopped = True
+            asyncio.run_coroutine_threadsafe(server.stop(), loop).result(30)
+
     try:
-        yield server
+        yield server, stop
     finally:
-        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(30)
+        stop()
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+@contextmanager
+def running(make: Callable[[], StreamerServer]) -> Iterator[StreamerServer]:
+    """``make()``'s server, running for the block."""
+    with stoppable(make) as (server, _):
+        yield server
 
 
 def screenshot(page: Any, name: str) -> Path:

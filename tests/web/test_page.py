@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -27,7 +26,7 @@ from streamer.server.app import ServerConfig, StreamerServer
 from tests import netns
 from tests.media import clip_frame, photo
 from tests.rtsp import RtspServer, rtsp_clip
-from tests.web.browser import chromium, running, screenshot, unavailable
+from tests.web.browser import chromium, running, screenshot, stoppable, unavailable
 from tests.web.conftest import ENVIRON, INNER, staged
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
@@ -86,35 +85,24 @@ def _wait(page: Any, expression: str, timeout_s: float = 20) -> None:
 @pytest.fixture
 def cam_server(runtime: Runtime) -> Iterator[StreamerServer]:
     """A server whose stream "cam" gets clip frames at 15 fps, each with a result holding one box."""
-    stop = threading.Event()
-    with staged(runtime, "cam"), running(lambda: StreamerServer(ServerConfig(port=0), runtime)) as server:
 
-        def feed() -> None:
-            picture, start = photo(), time.monotonic()
-            for i in range(100_000):
-                if stop.wait(max(0.0, start + i / 15 - time.monotonic())):
-                    return
-                pts_ms = i * 1000 / 15
-                server.publish_frame("cam", clip_frame(picture, i % 60, 60, (320, 240)), pts_ms)
-                server.publish_result(
-                    FrameResult(
-                        320,
-                        240,
-                        objects=Detections.of([Detection(BOX, 41, "cup", 0.9)]),
-                        timings_ms={"decode": 1.0, "queue": 0.5, "preprocess": 1.0, "inference": 5.0, "age": 12.0},
-                        stream="cam",
-                        frame=i,
-                        pts_ms=pts_ms,
-                    )
-                )
+    def result(i: int, pts_ms: float) -> FrameResult:
+        return FrameResult(
+            320,
+            240,
+            objects=Detections.of([Detection(BOX, 41, "cup", 0.9)]),
+            timings_ms={"decode": 1.0, "queue": 0.5, "preprocess": 1.0, "inference": 5.0, "age": 12.0},
+            stream="cam",
+            frame=i,
+            pts_ms=pts_ms,
+        )
 
-        feeder = threading.Thread(target=feed, daemon=True)
-        feeder.start()
-        try:
-            yield server
-        finally:
-            stop.set()
-            feeder.join(5)
+    with (
+        staged(runtime, "cam"),
+        running(lambda: StreamerServer(ServerConfig(port=0), runtime)) as server,
+        _fed(server, result),
+    ):
+        yield server
 
 
 # The canvas pixels around the middle of the box's left and top edges, scaled to the displayed picture.
@@ -524,36 +512,6 @@ def test_a_recorded_event_plays_its_clip(tmp_path: Path, cache_dir: Path) -> Non
         runtime.stop()
 
 
-@contextmanager
-def _stoppable(make: Callable[[], StreamerServer]) -> Iterator[tuple[StreamerServer, Callable[[], None]]]:
-    """Like ``running``, with a function that stops the server before the block ends."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="server", daemon=True)
-    thread.start()
-
-    async def start() -> StreamerServer:
-        server = make()
-        await server.start()
-        return server
-
-    server = asyncio.run_coroutine_threadsafe(start(), loop).result(30)
-    stopped = False
-
-    def stop() -> None:
-        nonlocal stopped
-        if not stopped:
-            stopped = True
-            asyncio.run_coroutine_threadsafe(server.stop(), loop).result(30)
-
-    try:
-        yield server, stop
-    finally:
-        stop()
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
-
-
 _OVERLAY_ALPHA = """() => {
   const canvas = document.querySelector('.card[data-stream="cam"] canvas');
   const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
@@ -565,7 +523,7 @@ _OVERLAY_ALPHA = """() => {
 
 def test_the_cards_go_offline_when_the_server_stops_and_back_when_it_returns(runtime: Runtime) -> None:
     badge = '.card[data-stream="cam"] .badge'
-    with staged(runtime, "cam"), _stoppable(lambda: StreamerServer(ServerConfig(port=0), runtime)) as (server, stop):
+    with staged(runtime, "cam"), stoppable(lambda: StreamerServer(ServerConfig(port=0), runtime)) as (server, stop):
         port = int(server.url.rstrip("/").rsplit(":", 1)[1])
         with _fed(server, lambda i, pts_ms: _tracked_result(i, pts_ms)), chromium() as browser:
             page = browser.new_page()
