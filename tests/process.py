@@ -31,6 +31,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from streamer.config import DEFAULTS
+
 __all__ = ["REPO", "Child", "child_env", "spawn", "spawn_streamer"]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,7 +41,8 @@ SERVING = re.compile(r"^streamer: serving on (http://\S+/)$", re.MULTILINE)
 
 
 def child_env(cache_dir: Path | None = None, **extra: str) -> dict[str, str]:
-    """This process's environment without ``STREAMER_*`` settings, plus ``STREAMER_CACHE_DIR`` and ``extra``.
+    """This process's environment without ``STREAMER_*`` settings, plus ``STREAMER_CACHE_DIR`` and ``extra``;
+    events go to the test session's storage folder, never the developer's ``~/.local/share/streamer``.
 
     The tests' autouse fixture cleans ``os.environ`` per test; module- and
     session-scoped fixtures run outside it and build the child's environment here.
@@ -49,6 +52,7 @@ def child_env(cache_dir: Path | None = None, **extra: str) -> dict[str, str]:
     if cache_dir is not None:
         env["STREAMER_CACHE_DIR"] = str(cache_dir)
     env["PYTHONUNBUFFERED"] = "1"  # stdout lines reach the file as they are printed
+    env["STREAMER_STORAGE_DIR"] = str(DEFAULTS["storage.dir"])  # tests/conftest.py points it at a temporary folder
     env.update(extra)
     return env
 
