@@ -24,9 +24,10 @@ class; none of them wires sources, loop and callbacks by hand.
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -82,6 +83,7 @@ class Runtime:
         self._on_frame: list[OnFrame] = []
         self._on_event: list[OnEvent] = []
         self._specs: dict[str, StreamSpec] = {}
+        self._track_ids: dict[str, Iterator[int]] = {}  # per stream id, for the run: ids are never reused
         self._counts: dict[str, Any] = {}
         self._tracking = config.tracking_config()
         tracks = self._stages != "classify" and bool(config["tracking.enabled"])
@@ -140,7 +142,10 @@ class Runtime:
     def _hook(self, stream_id: str) -> ObjectTracker:
         """A stream's tracker, with the zones and lines of its spec (none for sources added by hand)."""
         spec = self._specs.get(stream_id)
-        return ObjectTracker(self._tracking, zones=spec.zones if spec else (), lines=spec.lines if spec else ())
+        ids = self._track_ids.setdefault(stream_id, itertools.count(1))
+        return ObjectTracker(
+            self._tracking, zones=spec.zones if spec else (), lines=spec.lines if spec else (), ids=ids
+        )
 
     def _deliver(self, result: FrameResult, frame: Frame) -> None:
         if result.counts:

@@ -147,3 +147,25 @@ def test_reload_swaps_models_between_batches_without_losing_a_frame(tmp_path: Pa
     swap = tags.index(new.tag)
     assert set(tags[:swap]) == {old.tag} and set(tags[swap:]) == {new.tag}, "one switch, between two batches"
     assert 10 <= swap <= 21, f"the swap came at frame {swap}, while decoding paused at frame 20"
+
+
+def test_track_ids_stay_unique_in_a_stream_added_again(cache_dir: Path, tmp_path: Path) -> None:
+    overrides = {"device": "cpu", "cache_dir": str(cache_dir), "stages": "detect", "storage.dir": str(tmp_path)}
+    runtime = Runtime(load_config(env={}, overrides=overrides), events=False)
+    seen = Collector()
+    runtime.subscribe(seen)
+    street = StreamSpec(id="street", source=str(Path(__file__).parents[1] / "samples" / "street.mp4"), realtime=False)
+    runtime.start()
+    try:
+        passes: list[set[int]] = []
+        for _ in range(2):
+            runtime.add_stream(street)
+            assert runtime.wait(60), "the file ends"
+            ids = {o.track_id for r in seen.of("street") for o in r.objects if o.track_id is not None}
+            passes.append(ids - set().union(*passes))
+            runtime.remove_stream("street")
+        first, second = passes
+        assert first and second and max(first) < min(second), passes
+    finally:
+        runtime.stop()
+    assert runtime.events is None, "events=False records nothing"

@@ -16,13 +16,16 @@ settles, then every ``recheck_every`` frames, and only for detector classes
 it can describe (``eligible``). The two calls hold a lock: the backend may
 run the next frame's ``before`` before this frame's ``after``. Time is the
 frames' ``pts_ms``; where it jumps back (a looped file, a reconnected
-camera) the hook's clock goes on from where it was.
+camera) the hook's clock goes on from where it was. ``ids`` (``None``: from
+1) gives the track ids: the runtime keeps one count per stream id, so ids
+stay unique in a stream for the whole run, even when it is removed and added
+again.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,8 +50,15 @@ class TrackingConfig:
 class ObjectTracker:
     """The hook of one stream; see the module."""
 
-    def __init__(self, config: TrackingConfig, *, zones: Sequence[Zone] = (), lines: Sequence[Line] = ()) -> None:
-        self._tracker = Tracker(config.tracker)
+    def __init__(
+        self,
+        config: TrackingConfig,
+        *,
+        zones: Sequence[Zone] = (),
+        lines: Sequence[Line] = (),
+        ids: Iterator[int] | None = None,
+    ) -> None:
+        self._tracker = Tracker(config.tracker, ids=ids)
         self._scores = TrackScores(config.settle)
         self._labels = Labels(config.settle)
         self._zones = ZoneState(zones, lines)

@@ -38,7 +38,9 @@ the four coordinates and independent between them, so the filter is four
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -198,13 +200,15 @@ def _match(
 class Tracker:
     """One stream's tracks. :meth:`update` once per inferred frame, in time order; :meth:`end_all` at the end.
 
-    Track ids count from 1 and are never reused within one ``Tracker``.
+    Track ids count from 1 and are never reused within one ``Tracker``; ``ids``
+    (``None``: a counter of its own) hands them out instead, so trackers built
+    one after another for a stream (removed, then added again) share one count.
     """
 
-    def __init__(self, config: TrackerConfig | None = None) -> None:
+    def __init__(self, config: TrackerConfig | None = None, *, ids: Iterator[int] | None = None) -> None:
         self.config = config if config is not None else TrackerConfig()
         self._tracks = _Tracks()
-        self._next_id = 1
+        self._ids = ids if ids is not None else itertools.count(1)
         self._time: float | None = None  # None: no update yet (or since end_all)
 
     @property
@@ -313,8 +317,7 @@ class Tracker:
         n = corners.shape[0]
         pos = _xywh(corners)
         scale = _scale(pos[:, 2:])
-        ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
-        self._next_id += n
+        ids = np.fromiter(itertools.islice(self._ids, n), np.int64, n)
         return _Tracks(
             ids=ids,
             classes=classes.copy(),

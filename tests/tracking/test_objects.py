@@ -3,6 +3,8 @@ zones and ended tracks."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from streamer.inference.cascade import Request
@@ -103,3 +105,14 @@ def test_a_crop_with_the_classifier_is_not_asked_for_again_by_the_next_frame() -
         asked += later.classify.tolist()
         hook.after(later, [ESPRESSO] * len(later.classify))
     assert asked, "once answered, its next attempt comes"
+
+
+def test_trackers_built_one_after_another_share_one_count_of_ids() -> None:
+    ids = itertools.count(1)
+    seen: list[set[int]] = []
+    for _ in range(2):
+        hook = ObjectTracker(CONFIG, ids=ids)
+        for i in range(4):
+            _, objects = step(hook, frame(10.0 + i, extra=True), i * 100.0)
+        seen.append(set(objects.track_ids.tolist()))
+    assert seen[0] and seen[1] and not seen[0] & seen[1], seen
