@@ -57,7 +57,6 @@ SIZE = (640, 480)
 MAX_AGE_MS = 500.0
 
 
-
 def percentiles(ages: list[float]) -> tuple[float, float, float]:
     """p50, p95, p99 of ``ages`` (NaN if empty)."""
     if not ages:

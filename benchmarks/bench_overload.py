@@ -37,7 +37,6 @@ from tests.memory import rss_mib
 MAX_AGE_MS = 500.0
 
 
-
 def overload(tmp_path: Path, duration: float) -> list[str]:
     """Run it; the targets missed, each as a sentence."""
     cascade = Classifier.create_from_options(ClassifierOptions(stages="cascade", device="cpu"))

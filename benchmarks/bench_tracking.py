@@ -38,6 +38,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -218,11 +219,13 @@ def settling(count: int) -> bool:
     return ok
 
 
-def _fps(events: bool, storage: Path) -> float:
+def street_fps(storage: Path, **options: Any) -> float:
+    """Frames per second of a whole runtime (detector, tracker) on street.mp4 read as fast as it decodes;
+    ``options`` go to :class:`Runtime` (``events``, ``mqtt``). Also used by bench_mqtt."""
     overrides = {"device": "cpu", "stages": "detect", "storage.dir": str(storage)}
-    runtime = Runtime(load_config(env={}, overrides=overrides), lossless=True, events=events)
+    runtime = Runtime(load_config(env={}, overrides=overrides), lossless=True, **options)
     runtime.add_stream(StreamSpec(id="street", source=str(SAMPLES / "street.mp4"), realtime=False))
-    done = []
+    done: list[float] = []
     runtime.subscribe(lambda result, frame: done.append(time.perf_counter()))
     start = time.perf_counter()
     runtime.start()
@@ -237,7 +240,7 @@ def throughput(passes: int) -> bool:
         rates: dict[bool, list[float]] = {True: [], False: []}
         for round_ in range(passes):
             for events in (True, False) if round_ % 2 == 0 else (False, True):
-                rates[events].append(_fps(events, Path(folder) / str(round_)))
+                rates[events].append(street_fps(Path(folder) / str(round_), events=events))
         recorded = (
             sum(1 for _ in Path(folder).glob("*/snapshots/*.jpg")),
             sum(1 for _ in Path(folder).glob("*/clips/*.mp4")),

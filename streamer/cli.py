@@ -119,6 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--inference-fps", type=float, help="cap inferences per second per stream (> 0)")
     run.add_argument("--duration", type=float, help="stop after this many seconds (> 0)")
     run.add_argument("--no-events", action="store_true", help="do not record events ([storage] events = false)")
+    run.add_argument("--mqtt", metavar="URL", help="publish to this broker: mqtt://user:pass@host:1883, mqtts://...")
 
     serve = commands.add_parser("serve", parents=[common, stages], help="serve results to browsers over WebSockets")
     serve.add_argument(
@@ -129,6 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--token", help="access token for /ws, /api and /metrics (or STREAMER_TOKEN)")
     serve.add_argument("--loop", action="store_true", help="repeat files forever, like cameras")
     serve.add_argument("--no-events", action="store_true", help="do not record events ([storage] events = false)")
+    serve.add_argument("--mqtt", metavar="URL", help="publish to this broker: mqtt://user:pass@host:1883, mqtts://...")
 
     events = commands.add_parser("events", parents=[common], help="list the recorded events, newest first")
     events.add_argument("--stream", help="only this stream's")
@@ -318,6 +320,7 @@ def _run(args: argparse.Namespace, config: Config) -> int:
                 max_batch=args.max_batch,
                 max_frame_age_ms=args.max_frame_age_ms,
                 events=False if args.no_events else None,
+                mqtt=config.mqtt_config(args.mqtt),
             )
         try:
             runtime.subscribe(deliver)
@@ -364,6 +367,7 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
         stages=args.stages,
         reread=lambda: load_config(args.config, overrides=_overrides(args)),
         events=False if args.no_events else None,
+        mqtt=config.mqtt_config(args.mqtt),
     )
     if runtime.provider == "CPUExecutionProvider" and config["device"] == "auto":
         log.info("running on CPU: %s", cuda_status() or "the CUDA provider is not available")

@@ -36,6 +36,7 @@ from streamer.models.spec import (
     ClassifierModel,
     DetectorModel,
 )
+from streamer.sinks.mqtt import MqttConfig
 from streamer.sources import default_stream_id
 from streamer.sources.images import DEFAULT_LIMITS, ImageLimits
 from streamer.tasks import ClassifierOptions, RunningMode
@@ -161,6 +162,24 @@ SCHEMA: dict[str, dict[str, Kind]] = {
         "min_confidence": _FLOAT,
         "recheck_every": _INT,
     },
+    "mqtt": {
+        "url": _OPTIONAL_STR,
+        "host": _OPTIONAL_STR,
+        "port": Kind(int, optional=True),
+        "user": _OPTIONAL_STR,
+        "password": _OPTIONAL_STR,
+        "tls": Kind(bool),
+        "ca_file": _OPTIONAL_STR,
+        "cert_file": _OPTIONAL_STR,
+        "key_file": _OPTIONAL_STR,
+        "topic_prefix": _STR,
+        "client_id": _OPTIONAL_STR,
+        "qos": _INT,
+        "keepalive": _INT,
+        "discovery": Kind(bool),
+        "discovery_prefix": _STR,
+        "labels": _NAMES,
+    },
     "storage": {
         "dir": _STR,
         "events": Kind(bool),
@@ -201,6 +220,13 @@ DEFAULTS: dict[str, Any] = {
     "limits.max_image_pixels": DEFAULT_LIMITS.max_pixels,
     "limits.max_aspect_ratio": DEFAULT_LIMITS.max_aspect_ratio,
     "tracking.enabled": True,
+    "mqtt.tls": False,
+    "mqtt.topic_prefix": "streamer",
+    "mqtt.qos": 0,
+    "mqtt.keepalive": 60,
+    "mqtt.discovery": True,
+    "mqtt.discovery_prefix": "homeassistant",
+    "mqtt.labels": ("person", "car", "bicycle", "motorbike", "bus", "truck", "dog", "cat"),
     "storage.dir": "~/.local/share/streamer",
     "storage.events": True,
     "storage.retain_days": 10.0,
@@ -290,9 +316,13 @@ def _streams(raw: object, origin: str) -> tuple[StreamSpec, ...]:
     return specs
 
 
+SECRETS = frozenset({"token", "mqtt.password", "mqtt.url"})  # their values never appear in an error
+
+
 def _scalar(key: str, raw: Any, kind: Kind, origin: str) -> Any:
     def bad(why: str) -> ConfigError:
-        return ConfigError(f"{key} = {raw!r} ({origin}) {why}; expected {kind.describe()}")
+        shown = "(hidden)" if key in SECRETS else repr(raw)
+        return ConfigError(f"{key} = {shown} ({origin}) {why}; expected {kind.describe()}")
 
     if kind.base is bool:
         if isinstance(raw, bool):
@@ -452,6 +482,26 @@ class Config:
 
         return TrackingConfig(tracker=TrackerConfig(**given(TrackerConfig)), settle=SettleConfig(**given(SettleConfig)))
 
+    def mqtt_config(self, url: str | None = None) -> MqttConfig | None:
+        """The broker to publish to: ``url`` (``--mqtt``), else ``[mqtt] url``, else ``[mqtt] host`` and the
+        other keys; ``None`` when none is given. The other ``[mqtt]`` keys fill in what a URL leaves out."""
+        keys = ("port", "user", "password", "ca_file", "cert_file", "key_file", "client_id")
+        given = {key: self[f"mqtt.{key}"] for key in keys if self[f"mqtt.{key}"] is not None}
+        for key in ("ca_file", "cert_file", "key_file"):
+            if key in given:
+                given[key] = Path(given[key]).expanduser()
+        common = {
+            "topic_prefix": self["mqtt.topic_prefix"],
+            "qos": self["mqtt.qos"],
+            "keepalive": self["mqtt.keepalive"],
+        }
+        url = url or self["mqtt.url"]
+        if url:
+            return MqttConfig.from_url(url, **given, **common)
+        if self["mqtt.host"]:
+            return MqttConfig(host=self["mqtt.host"], tls=self["mqtt.tls"], **given, **common)
+        return None
+
     def clip_config(self) -> ClipConfig:
         """How event clips are cut (``[storage] pre_capture_s`` and ``post_capture_s``)."""
         return ClipConfig(pre_capture_s=self["storage.pre_capture_s"], post_capture_s=self["storage.post_capture_s"])
@@ -511,4 +561,5 @@ def load_config(
     config.image_limits()
     config.tracking_config()
     config.clip_config()
+    config.mqtt_config()  # a broker given in config.toml or the environment: checked now
     return config

@@ -41,6 +41,8 @@ from streamer.frames import Frame
 from streamer.inference.backend import LocalBackend, ModelInfo, Request
 from streamer.pipeline.pipeline import Pipeline
 from streamer.results import FrameResult
+from streamer.sinks.bus import Bus
+from streamer.sinks.mqtt import MqttConfig, MqttPublisher
 from streamer.sources import Source, SourceState, open_source
 from streamer.sources.pyav import PyAVSource
 from streamer.tracking.objects import ObjectTracker
@@ -62,6 +64,7 @@ class Runtime:
     ``max_frame_age_ms`` default to ``[server]``'s. ``reread`` gives the config
     :meth:`reload` reads (``None``: the one given here). ``events`` records
     events (``None``: as ``[storage] events`` says; only where objects are tracked).
+    ``mqtt`` publishes events, counts and states to that broker (``runtime.bus``).
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class Runtime:
         max_frame_age_ms: float | None = None,
         reread: Callable[[], Config] | None = None,
         events: bool | None = None,
+        mqtt: MqttConfig | None = None,
     ) -> None:
         self.config = config
         self._stages = stages or config["stages"]
@@ -103,6 +107,23 @@ class Runtime:
                 store, publish=self._event, on_event=self._clip if self._clips is not None else None
             )
             self._on_result.append(self._recorder.on_result)
+        self.bus: Bus | None = None
+        if mqtt is not None:
+            bus: Bus | None = None
+
+            def command(topic: str, payload: str) -> None:
+                if bus is not None:
+                    bus.on_command(topic, payload)
+
+            self.bus = bus = Bus(
+                MqttPublisher(mqtt, on_command=command),
+                stats=self.stats,
+                set_detect=self.set_detect,
+                snapshot=self.events.snapshot if self.events is not None else None,
+                discovery_prefix=config["mqtt.discovery_prefix"] if config["mqtt.discovery"] else None,
+            )
+            self._on_result.append(bus.on_result)
+            self._on_event.append(bus.on_event)
         self.pipeline = Pipeline(
             self.backend,
             on_result=self._deliver,
@@ -190,6 +211,10 @@ class Runtime:
             raise StreamExistsError(str(exc)) from None
         if isinstance(source, PyAVSource) and clips is not None:
             self._packets.add(source.stream_id)
+        if self.bus is not None:
+            spec = self._specs.get(source.stream_id)
+            zones = [zone.name for zone in spec.zones] if spec is not None else []
+            self.bus.stream_added(source.stream_id, self.config["mqtt.labels"], zones)
 
     def remove_stream(self, stream_id: str) -> bool:
         """Stop and forget a stream; ``False`` if there is none of that id."""
@@ -201,7 +226,13 @@ class Runtime:
         self._packets.discard(stream_id)
         if self._recorder is not None:
             self._recorder.end_stream(stream_id)
+        if self.bus is not None:
+            self.bus.stream_removed(stream_id)
         return True
+
+    def set_detect(self, stream_id: str, on: bool) -> bool:
+        """Resume (``on``) or pause inference on a stream; its video keeps playing. ``False``: no such stream."""
+        return self.pipeline.pause(stream_id, not on)
 
     @property
     def stream_ids(self) -> list[str]:
@@ -262,6 +293,8 @@ class Runtime:
     def start(self) -> None:
         if self._recorder is not None:
             self._recorder.start()
+        if self.bus is not None:
+            self.bus.start()
         self.pipeline.start()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -285,5 +318,7 @@ class Runtime:
         for clips in (self._clips, self._frame_clips):
             if clips is not None:
                 clips.close(timeout)
+        if self.bus is not None:
+            self.bus.close(timeout)
         if self.events is not None:
             self.events.close()

@@ -22,6 +22,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
         ("bench_overload.py", ["--duration", "8"], "targets:"),
         ("bench_rest.py", ["--rounds", "2", "--requests", "2", "--seconds", "1"], "ratio in-process / REST"),
         ("bench_annotate.py", ["--frames", "8"], "ratio job / slowest stage"),
+        ("bench_mqtt.py", ["--events", "50", "--rounds", "2", "--passes", "2"], "publish cost per event"),
         (
             "bench_tracking.py",
             ["--smoke", "--rounds", "1", "--frames", "30", "--seeds", "1", "--steady", "12", "--passes", "2"],

@@ -169,3 +169,32 @@ def test_track_ids_stay_unique_in_a_stream_added_again(cache_dir: Path, tmp_path
     finally:
         runtime.stop()
     assert runtime.events is None, "events=False records nothing"
+
+
+def test_detect_off_pauses_one_stream_only(tmp_path: Path) -> None:
+    clip = make_clip(tmp_path / "cam.mp4", frames=30, fps=15, size=(320, 240))
+    config = _config(tmp_path / "config.toml", "")
+    collect = Collector()
+    runtime = Runtime(config)
+    runtime.subscribe(collect)
+    frames: list[str] = []
+    runtime.subscribe_frames(lambda frame: frames.append(frame.stream_id))
+    for name in ("a", "b"):
+        runtime.add_stream(StreamSpec(id=name, source=str(clip), loop=True))
+    runtime.start()
+    try:
+        _until(lambda: len(collect.of("a")) >= 3 and len(collect.of("b")) >= 3)
+        assert runtime.set_detect("a", False) and not runtime.set_detect("nope", False)
+        paused_at = len(collect.of("a")) + 2  # at most the batches already in flight
+        decoded = frames.count("a")
+        others = len(collect.of("b"))
+        _until(lambda: len(collect.of("b")) >= others + 20)
+        assert len(collect.of("b")) >= others + 20, "the other stream goes on"
+        assert len(collect.of("a")) <= paused_at, "no result while detect is off"
+        assert frames.count("a") > decoded, "its video still plays"
+        assert [row["detect"] for row in runtime.stats()] == [False, True]
+        runtime.set_detect("a", True)
+        _until(lambda: len(collect.of("a")) > paused_at + 3)
+        assert len(collect.of("a")) > paused_at + 3, "on again"
+    finally:
+        runtime.stop()

@@ -54,6 +54,7 @@ class StreamCounters:
     inferred: int = 0
     too_old: int = 0
     last_age_ms: float = 0.0
+    paused: bool = False  # inference paused (``detect OFF``): its frames pass by uninferred
 
 
 @dataclass
@@ -154,6 +155,17 @@ class InferenceLoop:
         self.wakeup.set()
         return job.future
 
+    def pause(self, stream_id: str, paused: bool = True) -> bool:
+        """Stop (or resume) inferring a stream: a live stream's frames pass by uninferred, a file waits.
+        ``False`` if there is no such stream."""
+        with self._lock:
+            counters = self._counters.get(stream_id)
+            if counters is None:
+                return False
+            counters.paused = paused
+        self.wakeup.set()
+        return True
+
     def counters(self) -> dict[str, StreamCounters]:
         """Per stream ever added and not removed, finished ones included."""
         with self._lock:
@@ -192,7 +204,13 @@ class InferenceLoop:
                 del self._streams[key]
             self._gone += gone
             live = [(k, s) for k, s in zip(ids, streams, strict=True) if k not in gone]
+            paused = [s for _, s in live if s.counters.paused]
+            live = [(k, s) for k, s in live if not s.counters.paused]
             first_job = self._jobs[0].queued_at if self._jobs else None
+        for stream in paused:  # a live one keeps decoding (its video still plays); a file waits
+            if not stream.buffer.lossless:
+                while stream.buffer.take_newest() is not None:
+                    pass
         states = [StreamState(JOBS, first_job, lossless=True)]
         for key, stream in live:
             waiting = stream.buffer.peek(newest=not stream.buffer.lossless)

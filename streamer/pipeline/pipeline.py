@@ -112,6 +112,10 @@ class Pipeline:
             self._loop.remove(stream_id)
             source.join(timeout)
 
+    def pause(self, stream_id: str, paused: bool = True) -> bool:
+        """Stop (or resume) inferring ``stream_id``; its frames still reach ``on_frame``. ``False``: no such stream."""
+        return self._loop.pause(stream_id, paused)
+
     def start(self) -> None:
         """Start the inference loop and every source added so far."""
         self._started = True
@@ -148,6 +152,7 @@ class Pipeline:
             seen = counters.get(source.stream_id)
             row["inferred"] = seen.inferred if seen else 0
             row["last_age_ms"] = round(seen.last_age_ms, 1) if seen else None
+            row["detect"] = not seen.paused if seen else True
             out.append(row)
         return out
 

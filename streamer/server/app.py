@@ -157,7 +157,11 @@ class StreamerServer:
         self.config = config
         self.runtime = runtime
         self.metrics = ServerMetrics(
-            self.stats, lambda: runtime.provider, clients=self._client_count, ws_dropped=self.ws_dropped
+            self.stats,
+            lambda: runtime.provider,
+            clients=self._client_count,
+            ws_dropped=self.ws_dropped,
+            mqtt=lambda: runtime.bus.counters() if runtime.bus is not None else None,
         )
         self.static = StaticFiles(config.web_dir)
         self.app = build_app(self)

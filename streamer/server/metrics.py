@@ -20,6 +20,9 @@ Families, all but the last three read from ``stats()`` at scrape time::
     streamer_frame_age_ms{stream}           gauge      age of the last inferred frame when its result was ready
     streamer_zone_objects{stream,zone,class}             gauge    objects in a zone now
     streamer_line_crossings_total{stream,line,direction,class} counter  crossings of a line, "in" or "out"
+    streamer_mqtt_connected                 gauge      1 while connected to the MQTT broker (with one)
+    streamer_mqtt_sent_total                counter    messages handed to the broker
+    streamer_mqtt_dropped_total             counter    messages dropped while the broker was away
     streamer_ws_clients                     gauge      connected WebSocket clients
     streamer_ws_dropped_total               counter    results dropped for clients that read too slowly
     streamer_ws_errors_total{code}          counter    error messages answered on /ws, by code
@@ -127,6 +130,17 @@ class _StreamsCollector(Collector):
                 age.add_metric([str(row.get("stream", ""))], value)
         yield age
         yield from _zone_counts(rows)
+        mqtt = metrics.mqtt()
+        if mqtt is not None:
+            yield GaugeMetricFamily(
+                "streamer_mqtt_connected", "1 while connected to the MQTT broker.", value=mqtt["connected"]
+            )
+            yield CounterMetricFamily("streamer_mqtt_sent", "Messages handed to the MQTT broker.", value=mqtt["sent"])
+            yield CounterMetricFamily(
+                "streamer_mqtt_dropped",
+                "MQTT messages dropped while the broker was away (updates first).",
+                value=mqtt["dropped"],
+            )
         yield GaugeMetricFamily("streamer_ws_clients", "Connected WebSocket clients.", value=metrics.clients())
         yield CounterMetricFamily(
             "streamer_ws_dropped",
@@ -140,7 +154,8 @@ class ServerMetrics:
 
     ``stats`` gives the streams to show (``Runtime.stats``, less the private
     cameras); ``provider`` the execution provider; ``clients`` and
-    ``ws_dropped`` the WebSocket clients connected and the results they lost.
+    ``ws_dropped`` the WebSocket clients connected and the results they lost;
+    ``mqtt`` the MQTT publisher's ``connected``, ``sent`` and ``dropped`` (``None``: no broker).
     """
 
     def __init__(
@@ -150,11 +165,13 @@ class ServerMetrics:
         *,
         clients: Callable[[], int],
         ws_dropped: Callable[[], int],
+        mqtt: Callable[[], dict[str, float] | None] = lambda: None,
     ) -> None:
         self.stats = stats
         self.provider = provider
         self.clients = clients
         self.ws_dropped = ws_dropped
+        self.mqtt = mqtt
         self.registry = CollectorRegistry(auto_describe=False)
         self._lock = threading.Lock()
         self._observed: set[str] = set()  # streams with histogram samples
