@@ -174,7 +174,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=2000, help="events published per side per round")
     parser.add_argument("--rounds", type=int, default=10, help="ABBA rounds")
-    parser.add_argument("--passes", type=int, default=6, help="rounds of the throughput part (ABBA)")
+    parser.add_argument("--passes", type=int, default=10, help="rounds of the throughput part (ABBA)")
     args = parser.parse_args()
     payloads = [event_payload(i) for i in range(args.events)]
     print(f"{args.events} events of {len(payloads[0])} bytes per side, {args.rounds} rounds (ABBA), mosquitto")
