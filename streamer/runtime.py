@@ -46,7 +46,7 @@ from streamer.sinks.mqtt import MqttConfig, MqttPublisher
 from streamer.sources import Source, SourceState, open_source
 from streamer.sources.pyav import PyAVSource
 from streamer.tracking.objects import ObjectTracker
-from streamer.tracking.zones import ZoneState
+from streamer.tracking.zones import geometry
 
 __all__ = ["Runtime"]
 
@@ -201,15 +201,16 @@ class Runtime:
 
     def add_source(self, source: Source, *, inference_fps: float | None = None) -> None:
         """Add a ready-made source (a browser's camera, the CLI's readers)."""
-        clips = self._clips
+        clips, remuxed = self._clips, False
         if clips is not None and isinstance(source, PyAVSource):  # its packets make its clips, not re-encoded
             stream = source.stream_id
             source.on_packet = lambda packet, offset_ms: clips.packet(stream, packet, offset_ms)
+            remuxed = True
         try:
             self.pipeline.add(source, inference_fps=inference_fps)
         except ValueError as exc:
             raise StreamExistsError(str(exc)) from None
-        if isinstance(source, PyAVSource) and clips is not None:
+        if remuxed:
             self._packets.add(source.stream_id)
         if self.bus is not None:
             spec = self._specs.get(source.stream_id)
@@ -245,7 +246,7 @@ class Runtime:
         for row in rows:
             spec = self._specs.get(row["stream"])
             if spec is not None and (spec.zones or spec.lines):
-                row.update(ZoneState(spec.zones, spec.lines).geometry())
+                row.update(geometry(spec.zones, spec.lines))
                 row["counts"] = self._counts.get(row["stream"], {})
         return rows
 

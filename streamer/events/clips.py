@@ -31,6 +31,7 @@ import io
 import logging
 import os
 import threading
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -299,7 +300,7 @@ class _Clip:
     last_ms: float = float("-inf")  # the latest pts held
 
 
-class ClipBook:
+class ClipBook(ABC):
     """What both clip writers share: the open clips by event id, their end, the worker that writes them.
 
     A subclass keeps its stream's recent media, opens clips in ``start`` and
@@ -316,11 +317,13 @@ class ClipBook:
         self._lock = threading.Lock()
         self._worker = _Worker(name)
 
+    @abstractmethod
     def start(self, event_id: str, stream: str, pts_ms: float) -> None:
-        raise NotImplementedError
+        """Begin the clip of ``event_id`` on ``stream``, from ``pts_ms - pre_capture_s``."""
 
+    @abstractmethod
     def _finish(self, clip: Any) -> None:
-        raise NotImplementedError
+        """Hand a finished clip to the worker (lock held)."""
 
     def stop(self, event_id: str, pts_ms: float) -> bool:
         """End the event: media go on to ``pts_ms + post_capture_s``; ``False`` if no clip is open for it."""

@@ -307,12 +307,9 @@ class Cascade:
                     objects[i], chosen = view.objects, view.classify
                 if self.classifier is not None:
                     x, y = offsets[i][0], offsets[i][1]
+                    local = objects[i].boxes - np.array([x, y, x, y], np.float32)  # in region pixels
                     for j in chosen.tolist():
-                        crop = crop_box(
-                            regions[i],
-                            objects[i].boxes[j] - np.array([x, y, x, y], np.float32),
-                            self.config.crop_margin,
-                        )
+                        crop = crop_box(regions[i], local[j], self.config.crop_margin)
                         if crop is not None:
                             crops.append(self.classifier.fit(crop))
                             owners.append((i, j))

@@ -132,10 +132,11 @@ class Bus:
         objects = result.objects
         if objects.track_ids is None:
             return
+        names = objects.names or tuple(str(c) for c in objects.class_ids.tolist())
         counts: dict[str, int] = {}
-        for obj in objects:
-            if obj.track_id is not None:
-                counts[obj.name] = counts.get(obj.name, 0) + 1
+        for name, track in zip(names, objects.track_ids.tolist(), strict=True):
+            if track >= 0:
+                counts[name] = counts.get(name, 0) + 1
         changes = self._changed(result.stream, counts)
         for zone, by_class in (result.counts.get("zones") or {}).items():
             with self._lock:

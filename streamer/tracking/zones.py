@@ -40,6 +40,7 @@ __all__ = [
     "Zone",
     "ZoneState",
     "ZoneUpdate",
+    "geometry",
     "lines_from_config",
     "points_in_polygon",
     "zones_from_config",
@@ -260,6 +261,16 @@ def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     x_cross = xi + (py - yi) * (xj - xi) / height
     crossings = straddles & (px < x_cross)
     return np.asarray(np.count_nonzero(crossings, axis=1) % 2 == 1)
+
+
+def geometry(zones: Sequence[Zone], lines: Sequence[Line]) -> dict[str, list[dict[str, Any]]]:
+    """Zones and lines as plain data for the page and ``/api/streams``, in 0..1 image coordinates."""
+    return {
+        "zones": [{"name": z.name, "polygon": [list(p) for p in z.polygon], "classes": list(z.classes)} for z in zones],
+        "lines": [
+            {"name": ln.name, "start": list(ln.start), "end": list(ln.end), "classes": list(ln.classes)} for ln in lines
+        ],
+    }
 
 
 @dataclass(frozen=True)
@@ -483,14 +494,5 @@ class ZoneState:
         return {"zones": zones, "lines": lines}
 
     def geometry(self) -> dict[str, list[dict[str, Any]]]:
-        """The zones and lines for the page, in 0..1 image coordinates."""
-        return {
-            "zones": [
-                {"name": z.name, "polygon": [list(p) for p in z.polygon], "classes": list(z.classes)}
-                for z in self._zones
-            ],
-            "lines": [
-                {"name": ln.name, "start": list(ln.start), "end": list(ln.end), "classes": list(ln.classes)}
-                for ln in self._lines
-            ],
-        }
+        """The zones and lines for the page, in 0..1 image coordinates (see :func:`geometry`)."""
+        return geometry(self._zones, self._lines)

@@ -20,6 +20,7 @@ from streamer.errors import ConfigError
 from streamer.sinks.mqtt import MqttConfig, MqttPublisher, topic_part
 from tests.mqtt_broker import HOST, free_port, make_tls, mosquitto, password_line, subscriber
 from tests.process import spawn
+from tests.required import unavailable
 
 SECRET = "s3cr:et/p@ss%"  # characters that need percent-encoding in a URL
 
@@ -304,10 +305,10 @@ def test_last_will_when_the_process_dies(tmp_path: Path) -> None:
 
 
 def test_password_file_format_matches_mosquitto(tmp_path: Path) -> None:
-    """The line written by the helper is what mosquitto_passwd writes (when it is installed)."""
+    """The line written by the helper is what mosquitto_passwd (shipped with mosquitto) writes."""
     tool = shutil.which("mosquitto_passwd")
     if tool is None:
-        pytest.skip("mosquitto_passwd not installed: the broker tests above check the format instead")
+        unavailable("mosquitto_passwd (Debian's mosquitto package) is not installed: apt-get install mosquitto")
     path = tmp_path / "pw"
     subprocess.run([tool, "-c", "-b", str(path), "alice", SECRET], check=True, capture_output=True, timeout=30)
     line = path.read_text().strip()
