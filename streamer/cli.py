@@ -67,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", type=Path, help="config file (default: $STREAMER_CONFIG or ./config.toml)")
     common.add_argument("--device", help="auto | cpu | cuda | tensorrt")
+    common.add_argument("--precision", choices=("fp32", "int8"), help="both models' (default: int8 on a VNNI CPU)")
     common.add_argument("--cache-dir", help="where converted models are cached")
     common.add_argument("--threads", type=int, help="CPU threads per model (default: one per core)")
     common.add_argument("--log-level", help="debug | info | warning | error")
@@ -168,7 +169,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "port": "server.port",
         "token": "token",
     }
-    return {key: getattr(args, attr) for attr, key in keys.items() if getattr(args, attr, None) is not None}
+    overrides = {key: getattr(args, attr) for attr, key in keys.items() if getattr(args, attr, None) is not None}
+    if getattr(args, "precision", None) is not None:
+        overrides |= {"classifier.precision": args.precision, "detector.precision": args.precision}
+    return overrides
 
 
 def _table(path: Path, result: FrameResult) -> str:

@@ -25,13 +25,14 @@ from streamer.errors import ConfigError, InputNotFoundError
 from streamer.events.clips import ClipConfig
 from streamer.events.store import EventStore
 from streamer.inference.cascade import DEFAULT_CLASSIFIER, DEFAULT_DETECTOR, STAGES, CascadeConfig
-from streamer.models.engine import DEVICES
+from streamer.models.engine import DEFAULT_BUCKETS, DEVICES, PREPROCESS, EngineOptions
 from streamer.models.spec import (
     COLORS,
     FAMILIES,
     HEADS,
     LAYOUTS,
     NORMALIZATIONS,
+    PRECISIONS,
     RESIZES,
     ClassifierModel,
     DetectorModel,
@@ -39,6 +40,7 @@ from streamer.models.spec import (
 from streamer.sinks.mqtt import MqttConfig
 from streamer.sources import default_stream_id
 from streamer.sources.images import DEFAULT_LIMITS, ImageLimits
+from streamer.sources.pyav import DECODERS
 from streamer.tasks import ClassifierOptions, RunningMode
 from streamer.tracking.objects import TrackingConfig
 from streamer.tracking.settle import SettleConfig
@@ -114,6 +116,8 @@ SCHEMA: dict[str, dict[str, Kind]] = {
         "layout": Kind(str, choices=LAYOUTS, optional=True),
         "color": Kind(str, choices=COLORS, optional=True),
         "head": Kind(str, choices=HEADS, optional=True),
+        "precision": Kind(str, choices=PRECISIONS, optional=True),
+        "calibration": _OPTIONAL_STR,
         "max_results": _INT,
         "score_threshold": _FLOAT,
         "category_allowlist": _NAMES,
@@ -136,10 +140,20 @@ SCHEMA: dict[str, dict[str, Kind]] = {
         "max_detections": Kind(int, optional=True),
         "min_box_size": Kind(float, optional=True),
         "normalized_boxes": Kind(bool, optional=True),
+        "precision": Kind(str, choices=PRECISIONS, optional=True),
+        "calibration": _OPTIONAL_STR,
         "object_allowlist": _NAMES,
         "object_denylist": _NAMES,
         "cascade_classes": _NAMES,
         "crop_margin": _FLOAT,
+    },
+    "engine": {
+        "device_id": _INT,
+        "tensorrt_fp16": Kind(bool),
+        "cuda_graphs": Kind(bool),
+        "io_binding": Kind(bool, optional=True),
+        "preprocess": Kind(str, choices=PREPROCESS),
+        "buckets": Kind(int, -1),
     },
     "limits": {
         "max_image_pixels": _INT,
@@ -217,6 +231,11 @@ DEFAULTS: dict[str, Any] = {
     "server.max_peers_per_client": 4,
     "server.share_cameras": False,
     "server.max_body_bytes": 32 * 1024 * 1024,
+    "engine.device_id": 0,
+    "engine.tensorrt_fp16": True,
+    "engine.cuda_graphs": False,
+    "engine.preprocess": "auto",
+    "engine.buckets": DEFAULT_BUCKETS,
     "limits.max_image_pixels": DEFAULT_LIMITS.max_pixels,
     "limits.max_aspect_ratio": DEFAULT_LIMITS.max_aspect_ratio,
     "tracking.enabled": True,
@@ -245,13 +264,15 @@ MAX_STREAM_ID = 64
 class StreamSpec:
     """One stream to run: ``id`` (shown on the page and in results), ``source`` (a file, URL or camera index)
     and its options: ``realtime`` plays a file at its own speed, ``loop`` repeats it, ``inference_fps`` caps
-    how often it is inferred (``None``: as often as the models keep up). Validated on creation."""
+    how often it is inferred (``None``: as often as the models keep up), ``decoder`` is ``auto`` (NVDEC where
+    an NVIDIA GPU can decode, else software), ``nvdec`` or ``software``. Validated on creation."""
 
     id: str
     source: str
     realtime: bool = True
     loop: bool = False
     inference_fps: float | None = None
+    decoder: str = "auto"
     zones: tuple[Zone, ...] = ()
     lines: tuple[Line, ...] = ()
 
@@ -272,6 +293,8 @@ class StreamSpec:
         for name in ("realtime", "loop"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"stream {self.id!r}: {name} = {getattr(self, name)!r}; expected true or false")
+        if self.decoder not in DECODERS:
+            raise ConfigError(f"stream {self.id!r}: decoder = {self.decoder!r}; use one of: {', '.join(DECODERS)}")
         fps = self.inference_fps
         if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= 1000):
             raise ConfigError(
@@ -461,8 +484,22 @@ class Config:
             "device": self["device"],
             "cache_dir": self.cache_dir,
             "threads": self["threads"],
+            "engine": self.engine_options(),
         }
         return ClassifierOptions(**{**values, **extra})
+
+    def engine_options(self) -> EngineOptions:
+        """How model sessions run (``device``, ``cache_dir`` and ``[engine]``)."""
+        return EngineOptions(
+            device=self["device"],
+            cache_dir=self.cache_dir,
+            device_id=self["engine.device_id"],
+            tensorrt_fp16=self["engine.tensorrt_fp16"],
+            cuda_graphs=self["engine.cuda_graphs"],
+            io_binding=self["engine.io_binding"],
+            preprocess=self["engine.preprocess"],
+            buckets=tuple(self["engine.buckets"]),
+        )
 
     def cascade_config(self, stages: str | None = None) -> CascadeConfig:
         """What the inference core runs (``stages`` overrides the config's)."""

@@ -1,8 +1,11 @@
 """Frames and the FrameBuffer: what sources hand to the inference core, below both.
 
 A :class:`Frame` is one decoded image with its stream, index and the
-source's own presentation time. A :class:`FrameBuffer` is a bounded
-per-stream queue of frames that never blocks a live decoder.
+source's own presentation time. Its picture stays as the decoder made it
+(a :class:`Picture`, e.g. YUV) until someone asks for :attr:`Frame.image`:
+under overload most frames are dropped unseen, and those never pay for the
+conversion to RGB. A :class:`FrameBuffer` is a bounded per-stream queue of
+frames that never blocks a live decoder.
 
 Two policies:
 
@@ -24,30 +27,79 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import numpy as np
 
-__all__ = ["Frame", "FrameBuffer"]
+__all__ = ["Frame", "FrameBuffer", "Picture"]
 
 T = TypeVar("T")
 
 
+class Picture:
+    """A decoded picture that becomes RGB ``uint8`` ``[H, W, 3]`` on first use, once, from any thread.
+
+    ``convert`` makes the RGB array (e.g. PyAV's ``to_ndarray``); it is called
+    at most once and then released with whatever it holds (the decoder's
+    frame). ``width`` and ``height`` are the RGB array's, known before it is made.
+    """
+
+    __slots__ = ("_convert", "_lock", "_rgb", "height", "width")
+
+    def __init__(self, width: int, height: int, convert: Callable[[], np.ndarray]) -> None:
+        self.width = width
+        self.height = height
+        self._convert: Callable[[], np.ndarray] | None = convert
+        self._rgb: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def converted(self) -> bool:
+        """Whether the RGB array has been made."""
+        return self._rgb is not None
+
+    def rgb(self) -> np.ndarray:
+        """The RGB array, made on the first call (the other callers wait for it)."""
+        with self._lock:
+            if self._rgb is None:
+                assert self._convert is not None
+                self._rgb = self._convert()
+                self._convert = None
+            return self._rgb
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Frame:
-    """One decoded frame: ``image`` is RGB ``uint8`` ``[H, W, 3]``; ``pts_ms`` the source's own time.
+    """One decoded frame; ``pts_ms`` is the source's own time.
 
-    ``decoded_at`` is ``time.monotonic()`` when decoding finished and
-    ``decode_ms`` how long decoding it took.
+    ``picture`` is the RGB ``uint8`` ``[H, W, 3]`` array, or a :class:`Picture`
+    that becomes one when :attr:`image` is first read. ``decoded_at`` is
+    ``time.monotonic()`` when decoding finished and ``decode_ms`` how long
+    decoding took (without the conversion to RGB).
     """
 
     stream_id: str
     index: int
     pts_ms: float
-    image: np.ndarray
+    picture: np.ndarray | Picture
     decoded_at: float
     decode_ms: float = 0.0
+
+    @property
+    def image(self) -> np.ndarray:
+        """The frame as RGB ``uint8`` ``[H, W, 3]`` (converted now if it was not yet)."""
+        picture = self.picture
+        return picture if isinstance(picture, np.ndarray) else picture.rgb()
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height), without converting anything."""
+        picture = self.picture
+        if isinstance(picture, np.ndarray):
+            return int(picture.shape[1]), int(picture.shape[0])
+        return picture.width, picture.height
 
 
 class FrameBuffer(Generic[T]):

@@ -85,6 +85,7 @@ class Runtime:
         self._reread = reread
         self._on_result: list[OnResult] = []
         self._on_frame: list[OnFrame] = []
+        self._frames_wanted: list[Callable[[str], bool] | None] = []
         self._on_event: list[OnEvent] = []
         self._specs: dict[str, StreamSpec] = {}
         self._track_ids: dict[str, Iterator[int]] = {}  # per stream id, for the run: ids are never reused
@@ -129,6 +130,7 @@ class Runtime:
             on_result=self._deliver,
             on_frame=self._frame,
             on_end=self._ended,
+            every_frame_wanted=self._every_frame_wanted,
             max_batch=max_batch or config["server.max_batch"],
             max_frame_age_ms=config["server.max_frame_age_ms"] if max_frame_age_ms is None else max_frame_age_ms,
             lossless=lossless,
@@ -142,9 +144,18 @@ class Runtime:
         """Call ``on_result(result, frame)`` for every result (on the dispatcher thread; keep it quick)."""
         self._on_result.append(on_result)
 
-    def subscribe_frames(self, on_frame: OnFrame) -> None:
-        """Call ``on_frame(frame)`` for every decoded frame, on its source's thread; it must be quick."""
+    def subscribe_frames(self, on_frame: OnFrame, *, wanted: Callable[[str], bool] | None = None) -> None:
+        """Call ``on_frame(frame)`` for every decoded frame, on its source's thread; it must be quick.
+
+        ``wanted(stream_id)`` says whether it needs every frame of a stream now
+        (a viewer is watching); ``None``: always. While no subscriber does, an
+        overloaded live decoder may skip frames the models would not take.
+        """
         self._on_frame.append(on_frame)
+        self._frames_wanted.append(wanted)
+
+    def _every_frame_wanted(self, stream_id: str) -> bool:
+        return any(wanted is None or wanted(stream_id) for wanted in self._frames_wanted)
 
     def subscribe_events(self, on_event: OnEvent) -> None:
         """Call ``on_event(event)`` for each event once it is recorded (on the recorder's thread)."""
@@ -191,7 +202,9 @@ class Runtime:
         """Open ``spec``'s source and add it; a :class:`StreamExistsError` if the id is taken."""
         if spec.id in self.pipeline.stream_ids:
             raise StreamExistsError(f"stream id {spec.id!r} is already running; pick another id or remove it first")
-        source = open_source(spec.source, stream_id=spec.id, realtime=spec.realtime, loop=spec.loop)
+        source = open_source(
+            spec.source, stream_id=spec.id, realtime=spec.realtime, loop=spec.loop, decoder=spec.decoder
+        )
         self._specs[spec.id] = spec
         try:
             self.add_source(source, inference_fps=spec.inference_fps)

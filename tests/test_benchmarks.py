@@ -18,11 +18,12 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
         ("bench_cascade.py", ["--rounds", "2", "--frames", "1"], "ratio streamer / bare"),
         ("bench_decode.py", ["--runs", "2"], "decode+nms 10k boxes"),
         ("bench_reader.py", ["--frames", "10", "--rounds", "2"], "ratio streamer / bare"),
-        ("bench_live.py", ["--duration", "3", "--long", "0"], "ratio age p50 / bare"),
+        ("bench_live.py", ["--duration", "3", "--long", "0"], "ratio inferred fps / bare"),
         ("bench_overload.py", ["--duration", "8"], "targets:"),
         ("bench_rest.py", ["--rounds", "2", "--requests", "2", "--seconds", "1"], "ratio in-process / REST"),
         ("bench_annotate.py", ["--frames", "8"], "ratio job / slowest stage"),
         ("bench_mqtt.py", ["--events", "50", "--rounds", "2", "--passes", "2"], "publish cost per event"),
+        ("bench_gpu.py", ["--quick"], "ratio graph / cpu"),
         (
             "bench_tracking.py",
             ["--smoke", "--rounds", "1", "--frames", "30", "--seeds", "1", "--steady", "12", "--passes", "2"],

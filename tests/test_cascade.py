@@ -66,7 +66,7 @@ def test_cascade_batches_every_crop_of_a_frame_in_one_run(cascade: Classifier, c
     engine = cascade.classifier.engine
     calls: list[int] = []
     original = engine.run
-    engine.run = lambda batch: calls.append(len(batch)) or original(batch)  # type: ignore[method-assign]
+    engine.run = lambda batch, *extra: calls.append(len(batch)) or original(batch, *extra)  # type: ignore[method-assign]
     try:
         objects = cascade.classify(collage).objects
     finally:

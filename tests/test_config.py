@@ -129,12 +129,13 @@ def test_bad_image_limits_are_named(tmp_path: Path, text: str, env: dict[str, st
 def test_streams_tables(tmp_path: Path) -> None:
     path = _write(
         tmp_path,
-        '[[streams]]\nid = "door"\nsource = "rtsp://u:p@cam/door"\ninference_fps = 5\n'
+        '[[streams]]\nid = "door"\nsource = "rtsp://u:p@cam/door"\ninference_fps = 5\ndecoder = "nvdec"\n'
         '[[streams]]\nsource = "samples/street.mp4"\nloop = true\nrealtime = false\n'
         "[[streams]]\nsource = 0\n",
     )
     door, street, webcam = load_config(path, env={})["streams"]
-    assert door == StreamSpec(id="door", source="rtsp://u:p@cam/door", inference_fps=5)
+    assert door == StreamSpec(id="door", source="rtsp://u:p@cam/door", inference_fps=5, decoder="nvdec")
+    assert street.decoder == "auto"
     assert (street.id, street.loop, street.realtime) == ("street.mp4", True, False), "the id defaults to the name"
     assert (webcam.id, webcam.source) == ("camera0", "0")
     assert load_config(_write(tmp_path, ""), env={})["streams"] == ()
@@ -147,6 +148,7 @@ def test_streams_tables(tmp_path: Path) -> None:
         ('[[streams]]\nsource = "a.mp4"\nfps = 5\n', r"streams\[0\] .*: unknown key 'fps'; known keys: id, source"),
         ('[[streams]]\nsource = "a.mp4"\ninference_fps = 0\n', r"inference_fps = 0; expected a number"),
         ('[[streams]]\nsource = "a.mp4"\nloop = "yes"\n', r"loop = 'yes'; expected true or false"),
+        ('[[streams]]\nsource = "a.mp4"\ndecoder = "gpu"\n', r"decoder = 'gpu'; use one of: auto, software, nvdec"),
         ('[[streams]]\nsource = "a.mp4"\n[[streams]]\nsource = "b/a.mp4"\n', r"streams\[1\] .*'a.mp4' is used twice"),
         ('[[streams]]\nsource = "a.mp4"\nid = " x"\n', r"stream id ' x': expected 1 to 64 printable characters"),
         ('streams = "a.mp4"\n', r"streams \(.*config.toml\) must be \[\[streams\]\] tables"),

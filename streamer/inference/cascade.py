@@ -31,13 +31,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from streamer.errors import ConfigError
-from streamer.models.classifier import ClassifierStage, class_mask
+from streamer.models.classifier import ClassifierStage, Fitted, class_mask
 from streamer.models.detector import DetectorStage
-from streamer.models.engine import DEVICES
+from streamer.models.engine import DEVICES, EngineOptions
 from streamer.models.spec import ClassifierModel, DetectorModel
 from streamer.results import Category, Detections, FrameResult
 from streamer.tracking.settle import describable
-from streamer.vision.preprocess import RegionOfInterest, check_image, crop_box, roi_pixels
+from streamer.vision.preprocess import RegionOfInterest, check_image, roi_pixels
 
 __all__ = [
     "DEFAULT_CLASSIFIER",
@@ -130,6 +130,7 @@ class CascadeConfig:
     device: str = "auto"
     cache_dir: Path | None = None
     threads: int | None = None
+    engine: EngineOptions = field(default_factory=EngineOptions)  # its device and cache_dir: the two above
 
     def __post_init__(self) -> None:
         if self.stages not in STAGES:
@@ -148,6 +149,8 @@ class CascadeConfig:
             raise ConfigError(f"threads = {self.threads!r}; expected an integer >= 1, or None for one per core")
         if self.device not in DEVICES:
             raise ConfigError(f"device = {self.device!r} is not allowed; use one of: {', '.join(DEVICES)}")
+        if not isinstance(self.engine, EngineOptions):
+            raise ConfigError(f"engine = {self.engine!r}; expected EngineOptions(...)")
 
 
 @dataclass(frozen=True)
@@ -198,7 +201,7 @@ class Staged:
 
     requests: Sequence[Request]
     objects: list[Detections]
-    crops: list[np.ndarray]  # fitted to the classifier's input
+    crops: list[Fitted]  # fitted to the classifier's input
     owners: list[tuple[int, int]]  # (image, object) of each crop; object -1: the whole region
     timings: dict[str, float]
     tracked: dict[int, tuple[Hook, Tracked]] = field(default_factory=dict)  # image -> its stream's hook's view
@@ -219,6 +222,7 @@ class Cascade:
                 threads=c.threads,
                 allowlist=c.object_allowlist,
                 denylist=c.object_denylist,
+                engine=c.engine,
             )
         if c.stages != "detect":
             self.classifier = ClassifierStage(
@@ -231,6 +235,7 @@ class Cascade:
                 denylist=c.category_denylist,
                 max_results=c.max_results,
                 score_threshold=c.score_threshold,
+                engine=c.engine,
             )
         if self.detector is not None and self.classifier is not None and self.classifier.regression:
             raise ConfigError(
@@ -281,7 +286,7 @@ class Cascade:
         offsets = [roi_pixels(r.image.shape, r.region_of_interest) for r in requests]
         regions = [r.image[y1:y2, x1:x2] for r, (x1, y1, x2, y2) in zip(requests, offsets, strict=True)]
         objects = [Detections.empty() for _ in requests]
-        crops: list[np.ndarray] = []
+        crops: list[Fitted] = []
         owners: list[tuple[int, int]] = []
         tracked: dict[int, tuple[Hook, Tracked]] = {}
         detected = [i for i, r in enumerate(requests) if not r.whole] if self.detector is not None else []
@@ -309,9 +314,9 @@ class Cascade:
                     x, y = offsets[i][0], offsets[i][1]
                     local = objects[i].boxes - np.array([x, y, x, y], np.float32)  # in region pixels
                     for j in chosen.tolist():
-                        crop = crop_box(regions[i], local[j], self.config.crop_margin)
-                        if crop is not None:
-                            crops.append(self.classifier.fit(crop))
+                        fitted = self.classifier.fit_crop(regions[i], local[j], self.config.crop_margin)
+                        if fitted is not None:
+                            crops.append(fitted)
                             owners.append((i, j))
             lap("preprocess")
         if self.classifier is not None and len(detected) < len(requests):

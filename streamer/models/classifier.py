@@ -8,19 +8,26 @@ then ``stage.categories(row)`` per row.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from streamer.errors import ConfigError, ModelError
+from streamer.models.engine import EngineOptions
+from streamer.models.graph_preprocess import GraphItem, crop_item, graph_batch, letterbox_item
 from streamer.models.labels import load_display_names, load_labels
 from streamer.models.spec import ClassifierModel
 from streamer.models.stage import ModelStage
 from streamer.results import Category
 from streamer.vision.postprocess import apply_head, select
-from streamer.vision.preprocess import fit
+from streamer.vision.preprocess import crop_bounds, fit
 
-__all__ = ["ClassifierStage", "class_mask"]
+__all__ = ["ClassifierStage", "Fitted", "class_mask"]
+
+#: an image or crop brought to the classifier's input (:meth:`ClassifierStage.fit`): the pixels, or, where
+#: preprocessing runs in the graph, what the graph is to make of which image.
+Fitted = np.ndarray | GraphItem
 
 
 def class_mask(names: list[str], allow: tuple[str, ...], deny: tuple[str, ...], what: str) -> np.ndarray | None:
@@ -54,8 +61,9 @@ class ClassifierStage(ModelStage[ClassifierModel]):
         denylist: tuple[str, ...] = (),
         max_results: int | None = 5,
         score_threshold: float = 0.0,
+        engine: EngineOptions | None = None,
     ) -> None:
-        super().__init__(model, "classifier", device=device, cache_dir=cache_dir, threads=threads)
+        super().__init__(model, "classifier", device=device, cache_dir=cache_dir, threads=threads, engine=engine)
         declaration, labels_path = self.declaration, self.labels_path
         self._shorter = declaration.resize_shorter or round(min(self.input_size) / 0.875)
         self.regression = declaration.head == "regression"
@@ -75,13 +83,45 @@ class ClassifierStage(ModelStage[ClassifierModel]):
         self._max_results = max_results or 0
         self._threshold = score_threshold
 
-    def fit(self, image: np.ndarray) -> np.ndarray:
-        """``image`` (RGB uint8) brought to the model's input size by the declared resize."""
+    def fit(self, image: np.ndarray) -> Fitted:
+        """``image`` (RGB uint8) brought to the model's input size by the declared resize (with
+        :attr:`graph`: what the graph is to do with it)."""
+        if self.graph is not None:
+            return self._item(image, (0, 0, image.shape[1], image.shape[0]))
         return fit(image, self.input_size, self.declaration.resize or "crop", self._shorter)
 
-    def scores(self, fitted: list[np.ndarray]) -> np.ndarray:
-        """Scores ``[len(fitted), classes]`` after the head, in one run where the model allows."""
-        return apply_head(self.run(self.tensor(fitted))[0], self.declaration.head or "softmax")
+    def fit_crop(self, image: np.ndarray, box: np.ndarray, margin: float) -> Fitted | None:
+        """The crop of ``box`` (x1, y1, x2, y2 pixels) widened by ``margin`` (as
+        :func:`~streamer.vision.preprocess.crop_box`) fitted; ``None`` where it is too small. With
+        :attr:`graph` the crop is cut inside the graph, from ``image``."""
+        bounds = crop_bounds(image.shape, box, margin)
+        if bounds is None:
+            return None
+        left, top, right, bottom = bounds
+        if self.graph is not None:
+            return self._item(image, bounds)
+        return self.fit(image[top:bottom, left:right])
+
+    def _item(self, image: np.ndarray, box: tuple[int, int, int, int]) -> GraphItem:
+        resize = self.declaration.resize or "crop"
+        if resize == "letterbox":
+            return GraphItem(image, letterbox_item(0, box, self.input_size)[0])
+        return GraphItem(image, crop_item(0, box, self.input_size, resize, self._shorter))
+
+    def scores(self, fitted: Sequence[Fitted]) -> np.ndarray:
+        """Scores ``[len(fitted), classes]`` after the head, in one run where the model allows; arrays
+        given to a stage with :attr:`graph` must be at the input size already."""
+        if self.graph is not None:
+            size = self.input_size
+            items = [
+                f if isinstance(f, GraphItem) else GraphItem(f, crop_item(0, (0, 0, *size), size, "stretch", 0))
+                for f in fitted
+            ]
+            return apply_head(self.run(graph_batch(items))[0], self.declaration.head or "softmax")
+        arrays = [f for f in fitted if isinstance(f, np.ndarray)]
+        if len(arrays) != len(fitted):
+            raise ValueError("this classifier preprocesses on the CPU; give it fit()'s arrays")
+        return apply_head(self.run(self.tensor(arrays))[0], self.declaration.head or "softmax")
 
     def categories(self, row: np.ndarray) -> tuple[Category, ...]:
         """The best classes of one score row, after allow/deny list, threshold and ``max_results``."""

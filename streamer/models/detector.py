@@ -14,6 +14,8 @@ import numpy as np
 
 from streamer.errors import ConfigError, ModelError
 from streamer.models.classifier import class_mask
+from streamer.models.engine import EngineOptions
+from streamer.models.graph_preprocess import GraphBatch, GraphItem, graph_batch, letterbox_item
 from streamer.models.labels import load_labels
 from streamer.models.spec import DetectorModel
 from streamer.models.stage import ModelStage
@@ -35,8 +37,9 @@ class DetectorStage(ModelStage[DetectorModel]):
         threads: int | None = None,
         allowlist: tuple[str, ...] = (),
         denylist: tuple[str, ...] = (),
+        engine: EngineOptions | None = None,
     ) -> None:
-        super().__init__(model, "detector", device=device, cache_dir=cache_dir, threads=threads)
+        super().__init__(model, "detector", device=device, cache_dir=cache_dir, threads=threads, engine=engine)
         declaration, labels_path, onnx_path = self.declaration, self.labels_path, self.engine.path
         if declaration.family is None:
             raise ConfigError(
@@ -62,8 +65,13 @@ class DetectorStage(ModelStage[DetectorModel]):
         what = "object_allowlist" if allowlist else "object_denylist"
         self._mask = class_mask(self.names, allowlist, denylist, what)
 
-    def prepare(self, images: list[np.ndarray]) -> tuple[np.ndarray, list[Letterbox]]:
-        """Letterbox and normalise RGB ``images`` into one input batch."""
+    def prepare(self, images: list[np.ndarray]) -> tuple[np.ndarray | GraphBatch, list[Letterbox]]:
+        """Letterbox and normalise RGB ``images`` into one input batch (with :attr:`graph`: the frames and
+        what the graph does with them)."""
+        if self.graph is not None:
+            rows = [letterbox_item(0, (0, 0, image.shape[1], image.shape[0]), self.input_size) for image in images]
+            items = [GraphItem(image, row) for image, (row, _) in zip(images, rows, strict=True)]
+            return graph_batch(items), [box for _, box in rows]
         fitted = [letterbox(image, self.input_size, self.declaration.pad_value or 0) for image in images]
         return self.tensor([canvas for canvas, _ in fitted]), [box for _, box in fitted]
 

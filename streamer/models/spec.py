@@ -22,6 +22,7 @@ __all__ = [
     "HEADS",
     "LAYOUTS",
     "NORMALIZATIONS",
+    "PRECISIONS",
     "RESIZES",
     "ClassifierModel",
     "DetectorModel",
@@ -43,6 +44,8 @@ HEADS = ("softmax", "sigmoid", "regression")
 #: crop: shorter side to ``resize_shorter`` then centre crop; stretch: resize to the
 #: input size ignoring aspect; letterbox: fit inside, pad with grey 127.
 RESIZES = ("crop", "stretch", "letterbox")
+#: numbers the model computes with on the CPU (see :mod:`streamer.models.quantize`); unset: int8 on a CPU with VNNI.
+PRECISIONS = ("fp32", "int8")
 #: detector output layouts, see :mod:`streamer.vision.detect`.
 FAMILIES = ("yolov5", "yolov8", "yolov10", "ssd")
 
@@ -83,6 +86,10 @@ def _check_common(section: str, model: ClassifierModel | DetectorModel) -> None:
             raise ConfigError(f"{section}.{name} = {value!r} is not allowed; use one of: {', '.join(allowed)}")
     if model.input_size is not None and (len(model.input_size) != 2 or min(model.input_size) < 1):
         raise ConfigError(f"{section}.input_size = {list(model.input_size)!r}; expected [width, height], both >= 1")
+    if model.precision is not None and model.precision not in PRECISIONS:
+        raise ConfigError(
+            f"{section}.precision = {model.precision!r} is not allowed; use one of: {', '.join(PRECISIONS)}"
+        )
     for field, values in (("mean", model.mean), ("std", model.std)):
         if values is not None and len(values) != 3:
             raise ConfigError(f"{section}.{field} = {list(values)!r}; expected three numbers (R, G, B)")
@@ -107,6 +114,8 @@ class ClassifierModel:
     takes it from the model's input shape. ``resize_shorter`` is the shorter
     side before a ``crop`` resize (``None``: ``round(min(input_size) / 0.875)``).
     ``mean``/``std`` are in 0-255 units and override ``normalization``.
+    ``precision``: ``fp32``, ``int8`` or ``None`` (int8 on a CPU with VNNI); ``calibration``: a folder of
+    images to calibrate int8 on (``None``: the shipped samples, embedded models only).
     """
 
     model: str
@@ -120,6 +129,8 @@ class ClassifierModel:
     layout: str | None = None
     color: str | None = None
     head: str | None = None
+    precision: str | None = None
+    calibration: str | None = None
 
     def __post_init__(self) -> None:
         _check_common("classifier", self)
@@ -140,7 +151,8 @@ class DetectorModel:
     ``confidence`` and ``iou`` are the score and NMS thresholds;
     ``max_detections`` caps objects per frame; boxes narrower or lower than
     ``min_box_size`` source pixels are dropped. ``normalized_boxes``: the
-    model gives box coordinates as fractions of the input size.
+    model gives box coordinates as fractions of the input size. ``precision`` and ``calibration``: as
+    :class:`ClassifierModel`'s.
     """
 
     model: str
@@ -158,6 +170,8 @@ class DetectorModel:
     max_detections: int | None = None
     min_box_size: float | None = None
     normalized_boxes: bool | None = None
+    precision: str | None = None
+    calibration: str | None = None
 
     def __post_init__(self) -> None:
         _check_common("detector", self)

@@ -63,6 +63,7 @@ class _Stream:
     interval: float  # seconds between inferences, 0: no cap
     counters: StreamCounters
     next_due: float = 0.0
+    removed: bool = False  # by remove(): its results still in flight are not delivered
 
 
 @dataclass
@@ -133,11 +134,13 @@ class InferenceLoop:
         return buffer
 
     def remove(self, stream_id: str) -> None:
-        """Forget a stream (its buffer is closed); unknown ids are ignored."""
+        """Forget a stream (its buffer is closed, its results in flight are not delivered); unknown ids are
+        ignored."""
         with self._lock:
             stream = self._streams.pop(stream_id, None)
             self._counters.pop(stream_id, None)
         if stream is not None:
+            stream.removed = True
             stream.buffer.close()
             self._backend.forget(stream_id)
 
@@ -331,6 +334,8 @@ class InferenceLoop:
             start += len(job.requests)
         started = batch.started
         for (stream, frame), result in zip(batch.frames, results[:count], strict=True):
+            if stream.removed:
+                continue
             delivered = time.monotonic()
             timings = {
                 "decode": frame.decode_ms,

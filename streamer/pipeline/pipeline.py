@@ -18,7 +18,10 @@ inference thread, so a slow callback costs results, not inference.
 ``on_end(stream_id)``, if given, runs on the dispatcher thread after the
 last result of a stream whose source ended (or failed for good).
 ``on_frame(frame)``, if given, sees every decoded frame on its source's
-thread, inferred or not (to stream the video itself); it must be quick. With a
+thread, inferred or not (to stream the video itself); it must be quick.
+``every_frame_wanted(stream_id)``, if given, says whether someone needs every
+frame of a stream now; while it does not, an overloaded live decoder may skip
+frames (see :mod:`streamer.sources.skipping`). With a
 lossless source (a file played as fast as possible) delivery is lossless too:
 every frame's result arrives, in order. One failing source never stops the
 others: its state says FAILED and the rest go on.
@@ -58,6 +61,7 @@ class Pipeline:
         lossless: bool = False,
         on_frame: Callable[[Frame], None] | None = None,
         on_end: Callable[[str], None] | None = None,
+        every_frame_wanted: Callable[[str], bool] | None = None,
     ) -> None:
         def dispatch(item: tuple[FrameResult, Frame] | str) -> None:
             if isinstance(item, str):
@@ -78,6 +82,7 @@ class Pipeline:
         )
         self._sources: dict[str, Source] = {}
         self._on_frame = on_frame
+        self._every_frame_wanted = every_frame_wanted
         self._lock = threading.Lock()
         self._started = False
 
@@ -88,6 +93,9 @@ class Pipeline:
         )
         source.attach(buffer)
         source.on_frame = self._on_frame
+        if (wanted := self._every_frame_wanted) is not None:
+            stream_id = source.stream_id
+            source.every_frame_wanted = lambda: wanted(stream_id)
         with self._lock:
             self._sources[source.stream_id] = source
         if self._started:

@@ -173,7 +173,7 @@ class StreamerServer:
         self._channel: WebSocketChannel | None = None
         self._serving: Uvicorn | None = None
         runtime.subscribe(self._on_result)
-        runtime.subscribe_frames(self._on_frame)
+        runtime.subscribe_frames(self._on_frame, wanted=self.watching)
         runtime.subscribe_events(self.publish_event)
 
     # lifecycle
@@ -270,7 +270,9 @@ class StreamerServer:
         self.publish_result(result)
 
     def _on_frame(self, frame: Frame) -> None:
-        self.publish_frame(frame.stream_id, frame.image, frame.pts_ms)
+        peers = self._peers
+        if peers is not None:
+            peers.publish_frame(frame.stream_id, lambda: frame.image, frame.pts_ms)  # RGB only if watched
 
     def publish_result(self, result: FrameResult) -> None:
         """Send ``result`` to every client subscribed to its stream and count it in the metrics; any thread,
@@ -303,7 +305,12 @@ class StreamerServer:
         """Hand a decoded frame to every browser watching ``stream`` over WebRTC; any thread, never blocks."""
         peers = self._peers
         if peers is not None:
-            peers.publish_frame(stream, image, pts_ms)
+            peers.publish_frame(stream, lambda: image, pts_ms)
+
+    def watching(self, stream: str) -> bool:
+        """Whether a browser watches ``stream``'s video now (then its decoder skips no frame); any thread."""
+        peers = self._peers
+        return peers is not None and peers.watching(stream)
 
     def stats(self, client: Client | None = None) -> list[dict[str, Any]]:
         """The streams ``client`` may see: all but the cameras other clients share (``None``: no camera)."""

@@ -61,6 +61,7 @@ _STREAM_COUNTERS = (
     # family name (without _total), help, stats key
     ("streamer_frames_decoded", "Frames decoded from the stream.", "decoded"),
     ("streamer_frames_dropped", "Frames dropped before inference.", "dropped"),
+    ("streamer_frames_skipped", "Frames an overloaded decoder left undecoded.", "skipped"),
     ("streamer_frames_inferred", "Frames the models ran on.", "inferred"),
     ("streamer_reconnects", "Reconnections to the stream.", "reconnects"),
 )

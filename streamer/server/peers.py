@@ -100,12 +100,20 @@ class Peers:
     def __len__(self) -> int:
         return len(self._peers)
 
-    def publish_frame(self, stream: str, image: np.ndarray, pts_ms: float) -> None:
-        """Hand a decoded frame to every browser watching ``stream``; any thread, never blocks."""
+    def watching(self, stream: str) -> bool:
+        """Whether a browser watches ``stream`` now; any thread."""
+        with self._tracks_lock:
+            return bool(self._tracks.get(stream))
+
+    def publish_frame(self, stream: str, image: Callable[[], np.ndarray], pts_ms: float) -> None:
+        """Hand a decoded frame to every browser watching ``stream``; any thread, never blocks. ``image``
+        makes the RGB array, called only if someone watches."""
         with self._tracks_lock:
             tracks = list(self._tracks.get(stream, ()))
-        for track in tracks:
-            track.push(image, pts_ms)
+        if tracks:
+            rgb = image()
+            for track in tracks:
+                track.push(rgb, pts_ms)
 
     async def close(self) -> None:
         """Close every peer and end what is in flight (the server is stopping)."""

@@ -40,18 +40,25 @@ def default_stream_id(spec: str) -> str:
 
 
 def open_source(
-    spec: str, *, stream_id: str | None = None, realtime: bool = False, loop: bool = False, **options: object
+    spec: str,
+    *,
+    stream_id: str | None = None,
+    realtime: bool = False,
+    loop: bool = False,
+    decoder: str = "auto",
+    **options: object,
 ) -> Source:
     """The source for ``spec``: a camera index or ``/dev/videoN`` (OpenCV), else a file or URL (PyAV).
 
     ``realtime`` plays a file at its native speed, ``loop`` repeats it; both
-    make a file act as a live camera. ``options`` go to the reader.
+    make a file act as a live camera. ``decoder`` (``auto``, ``nvdec``,
+    ``software``) is PyAV's; ``options`` go to the reader.
     """
     stream_id = stream_id or default_stream_id(spec)
     if _CAMERA.match(spec):
         device: int | str = int(spec) if spec.isdigit() else spec
         return OpenCVSource(stream_id, device, **options)  # type: ignore[arg-type]
-    return PyAVSource(stream_id, spec, realtime=realtime, loop=loop, **options)  # type: ignore[arg-type]
+    return PyAVSource(stream_id, spec, realtime=realtime, loop=loop, decoder=decoder, **options)  # type: ignore[arg-type]
 
 
 def open_sources(specs: Sequence[str], *, realtime: bool = False, loop: bool = False) -> list[Source]:

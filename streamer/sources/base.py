@@ -27,12 +27,11 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import numpy as np
 
-from streamer.frames import Frame, FrameBuffer
+from streamer.frames import Frame, FrameBuffer, Picture
 
 __all__ = ["Source", "SourceState", "SourceStats", "redact", "redact_text", "secrets_in"]
 
 log = logging.getLogger(__name__)
-
 
 
 class SourceState(enum.Enum):
@@ -58,6 +57,7 @@ class SourceStats:
     width: int
     height: int
     last_error: str | None
+    skipped: int = 0  # frames an overloaded decoder left undecoded (never in decoded or dropped)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -66,6 +66,7 @@ class SourceStats:
             "state": self.state.value,
             "decoded": self.decoded,
             "dropped": self.dropped,
+            "skipped": self.skipped,
             "reconnects": self.reconnects,
             "width": self.width,
             "height": self.height,
@@ -149,6 +150,8 @@ class Source(ABC):
         self._thread: threading.Thread | None = None
         #: called on the source's thread with every decoded frame, inferred or not (e.g. to stream video)
         self.on_frame: Callable[[Frame], None] | None = None
+        #: whether someone needs every frame now (a viewer of the video): then an overloaded decoder skips none
+        self.every_frame_wanted: Callable[[], bool] | None = None
 
     @property
     def state(self) -> SourceState:
@@ -223,10 +226,11 @@ class Source(ABC):
     def _redacted(self, text: str) -> str:
         return redact_text(text, self.url)
 
-    def _emit(self, image: np.ndarray, pts_ms: float, decode_ms: float) -> bool:
-        """Hand one decoded frame to the buffer; ``False`` once the consumer is gone."""
-        self._size = (image.shape[1], image.shape[0])
-        frame = Frame(self.stream_id, self._decoded, pts_ms, image, time.monotonic(), decode_ms)
+    def _emit(self, picture: np.ndarray | Picture, pts_ms: float, decode_ms: float) -> bool:
+        """Hand one decoded frame (RGB, or a :class:`Picture` made RGB when first used) to the buffer;
+        ``False`` once the consumer is gone."""
+        frame = Frame(self.stream_id, self._decoded, pts_ms, picture, time.monotonic(), decode_ms)
+        self._size = frame.size
         self._decoded += 1
         if self.on_frame is not None:
             try:

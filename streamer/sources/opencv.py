@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
 import cv2
 
 from streamer.errors import SourceError
+from streamer.frames import Picture
 from streamer.sources.base import Source, SourceState
 
 __all__ = ["OpenCVSource"]
@@ -81,9 +83,9 @@ class OpenCVSource(Source):
                 continue
             failures = 0
             self._set_state(SourceState.LIVE)
-            image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            picture = Picture(bgr.shape[1], bgr.shape[0], functools.partial(cv2.cvtColor, bgr, cv2.COLOR_BGR2RGB))
             pts_ms = (time.monotonic() - start) * 1000.0
-            if not self._emit(image, pts_ms, (time.perf_counter() - began) * 1000.0):
+            if not self._emit(picture, pts_ms, (time.perf_counter() - began) * 1000.0):
                 break
         if self._capture is not None:
             self._capture.release()

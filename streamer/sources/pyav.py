@@ -12,31 +12,84 @@ reaches logs, errors or stats.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import av
 import av.error
+from av.codec.hwaccel import HWAccel, hwdevices_available
 
 from streamer.errors import InputNotFoundError, SourceError
 from streamer.files import describe
-from streamer.sources.base import Source, SourceState
+from streamer.frames import Picture
+from streamer.nvidia import driver_status
+from streamer.sources.base import Source, SourceState, SourceStats
+from streamer.sources.skipping import DEFAULT, NONKEY, NONREF, Counts, SkipConfig, SkipPolicy
 from streamer.vision.preprocess import upright
 
-__all__ = ["PyAVSource", "declared_end", "is_live_url", "matroska_clock", "playback_delay", "short_read"]
+__all__ = [
+    "DECODERS",
+    "PyAVSource",
+    "declared_end",
+    "decoded_picture",
+    "hardware_decoding",
+    "is_live_url",
+    "matroska_clock",
+    "playback_delay",
+    "short_read",
+]
 
 log = logging.getLogger(__name__)
+
+DECODERS = ("auto", "software", "nvdec")
+_SKIPPING = {
+    DEFAULT: "the consumer keeps up again; decoding every frame",
+    NONREF: "overloaded; frames no other frame refers to are no longer decoded",
+    NONKEY: "overloaded, and taking no more frames than there are keyframes; decoding keyframes only",
+}
+
+
+@functools.cache
+def _software_here(reason: str) -> None:
+    """Say once per process why ``decoder = "auto"`` decodes in software here."""
+    log.info("video is decoded in software: %s", reason)
+
+
+def decoded_picture(frame: av.VideoFrame) -> Picture:
+    """``frame`` as a :class:`Picture`: turned upright (phones record sideways) and made RGB when first used."""
+    turned = round(frame.rotation / 90) % 2 == 1
+    width, height = (frame.height, frame.width) if turned else (frame.width, frame.height)
+    return Picture(width, height, lambda: upright(frame.to_ndarray(format="rgb24"), frame.rotation))
+
+
+def hardware_decoding(decoder: str, devices: tuple[str, ...], driver: str | None) -> tuple[bool, str | None]:
+    """Whether to ask FFmpeg for NVDEC, and if not while ``decoder`` wanted it, why not.
+
+    ``decoder`` is one of :data:`DECODERS`; ``devices`` the hardware device
+    types this FFmpeg build has (``av.codec.hwaccel.hwdevices_available()``);
+    ``driver`` why the NVIDIA driver cannot be used here, ``None`` if it can.
+    """
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder = {decoder!r}; use one of: {', '.join(DECODERS)}")
+    if decoder == "software":
+        return False, None
+    if "cuda" not in devices:
+        return False, f"this FFmpeg build has no CUDA hardware decoding (it has: {', '.join(devices) or 'none'})"
+    if driver is not None:
+        return False, driver
+    return True, None
+
 
 _UNAUTHORIZED = ("401", "Unauthorized", "authorization failed")
 
 
-def playback_delay(
-    clock: tuple[float, float] | None, pts_ms: float, now: float
-) -> tuple[tuple[float, float], float]:
+def playback_delay(clock: tuple[float, float] | None, pts_ms: float, now: float) -> tuple[tuple[float, float], float]:
     """How long to wait before the frame at ``pts_ms`` so a file plays at its native speed.
 
     ``clock`` is ``(wall seconds, pts_ms)`` of the first frame played (``None``
@@ -104,6 +157,13 @@ class PyAVSource(Source):
     is called on the source's thread with each compressed video packet, before
     it is decoded, and the milliseconds this pass adds to the packet's own
     timestamps (a looping file's offset), so event clips can keep the bytes.
+    ``decoder`` is ``auto`` (NVDEC where an NVIDIA GPU and driver are there,
+    else software), ``nvdec`` or ``software``; a fall back to software is
+    said in one log line with the reason. Frames are handed over as the
+    decoder made them and become RGB only when used; under overload a live
+    stream's decoder skips frames as :mod:`streamer.sources.skipping` allows
+    (``skipping``: its thresholds), unless :attr:`every_frame_wanted` says
+    someone needs them all; ``stats().skipped`` counts them.
     """
 
     def __init__(
@@ -120,6 +180,8 @@ class PyAVSource(Source):
         backoff: tuple[float, float] = (0.5, 10.0),
         buffer_size: int = 2,
         on_packet: Callable[[av.Packet[av.VideoStream], float], None] | None = None,
+        decoder: str = "auto",
+        skipping: SkipConfig | None = None,
     ) -> None:
         network = is_live_url(url)
         live = network if live is None else live
@@ -142,27 +204,42 @@ class PyAVSource(Source):
         self._progress = (0, 0.0)  # frames decoded in the current pass over the file, and the last one's time (s)
         self.on_packet = on_packet
         self._offset_ms = 0.0  # what the current pass adds to the stream's timestamps, for on_packet
-
-    def _tapped(self, container: av.container.InputContainer) -> Iterator[av.VideoFrame]:
-        """Frames decoded packet by packet, each packet handed to :attr:`on_packet` first."""
-        tap = self.on_packet
-        for packet in container.demux(container.streams.video[0]):
-            if tap is not None and packet.size:  # the last, empty packet only flushes the decoder
-                try:
-                    tap(packet, self._offset_ms)
-                except Exception:
-                    log.exception("source %s: the on_packet callback failed", self.stream_id)
-            yield from packet.decode()
+        self._skip = SkipPolicy(skipping) if self.live else None
+        self._packets = 0  # video packets demuxed, and how many were keyframes
+        self._keyframes = 0
+        use, why_not = hardware_decoding(decoder, tuple(hwdevices_available()), driver_status())
+        self.hwaccel = HWAccel("cuda", allow_software_fallback=True) if use else None
+        if why_not is not None and decoder == "nvdec":
+            log.warning("source %s: decoding in software: %s", stream_id, why_not)
+        elif why_not is not None:
+            _software_here(why_not)
 
     def _frames(self, container: av.container.InputContainer) -> Iterator[tuple[av.VideoFrame, float]]:
-        """Decoded frames with the seconds spent decoding each."""
-        decoder = container.decode(container.streams.video[0]) if self.on_packet is None else self._tapped(container)
-        while True:
+        """Decoded frames with the seconds spent decoding each. Each packet goes to :attr:`on_packet`
+        first; a live stream's decoder skips what its :class:`SkipPolicy` allows."""
+        video = container.streams.video[0]
+        decoder, tap, policy = video.codec_context, self.on_packet, self._skip
+        decoder.skip_frame = policy.level if policy is not None else DEFAULT
+        for packet in container.demux(video):
             start = time.perf_counter()
-            frame = next(decoder, None)
-            if frame is None:
-                return
-            yield frame, time.perf_counter() - start
+            if packet.size:  # the last, empty packet only flushes the decoder
+                self._packets += 1
+                self._keyframes += packet.is_keyframe
+                if tap is not None:
+                    try:
+                        tap(packet, self._offset_ms)
+                    except Exception:
+                        log.exception("source %s: the on_packet callback failed", self.stream_id)
+            for frame in packet.decode():
+                yield frame, time.perf_counter() - start
+                start = time.perf_counter()
+            if policy is not None:
+                wanted = self.every_frame_wanted is not None and self.every_frame_wanted()
+                counts = Counts(self._packets, self._keyframes, self._decoded, self.buffer.dropped)
+                level = policy.update(counts, time.monotonic(), every_frame_wanted=wanted)
+                if level != decoder.skip_frame:
+                    log.info("source %s: %s", self.stream_id, _SKIPPING[level])
+                    decoder.skip_frame = level
 
     def _play(self, container: av.container.InputContainer, offset_ms: float) -> float | None:
         """Decode to the end; returns the last pts (ms), ``None`` if stopped or the consumer left."""
@@ -176,9 +253,8 @@ class PyAVSource(Source):
         for frame, seconds in self._frames(container):
             if self.stopping.is_set():
                 return None
-            start = time.perf_counter()
-            image = upright(frame.to_ndarray(format="rgb24"), frame.rotation)  # phones record sideways
-            decode_ms = (seconds + time.perf_counter() - start) * 1000.0  # before any pacing sleep
+            picture = decoded_picture(frame)
+            decode_ms = seconds * 1000.0
             pts_ms = offset_ms + (
                 frame.time * 1000.0 if frame.time is not None else self._decoded * 1000 / fallback_fps
             )
@@ -187,11 +263,34 @@ class PyAVSource(Source):
                 if delay > 0 and self.stopping.wait(delay):
                     return None
             self._set_state(SourceState.LIVE)
-            if not self._emit(image, pts_ms, decode_ms):
+            if not self._emit(picture, pts_ms, decode_ms):
                 return None
             last = pts_ms
             self._progress = (self._progress[0] + 1, (pts_ms - offset_ms) / 1000.0)
         return last
+
+    def stats(self) -> SourceStats:
+        return replace(super().stats(), skipped=max(0, self._packets - self._decoded))
+
+    def _open(self, timeout: tuple[float, float] | None) -> av.container.InputContainer:
+        """The container, its video decoded by NVDEC if asked and possible, else in software (said once)."""
+        if self.hwaccel is None:
+            return av.open(self.url, options=self.options, timeout=timeout)
+        try:
+            container = av.open(self.url, options=self.options, timeout=timeout, hwaccel=self.hwaccel)
+        except (av.error.FFmpegError, OSError) as exc:
+            container = av.open(self.url, options=self.options, timeout=timeout)  # the GPU, or the stream?
+            self._software(f"NVDEC cannot be used: {exc}")
+            return container
+        video = container.streams.video
+        if video and not video[0].codec_context.is_hwaccel:
+            self._software(f"NVDEC cannot decode {video[0].codec_context.name}")
+        return container
+
+    def _software(self, reason: str) -> None:
+        """Decode in software from now on, saying why in one line."""
+        self.hwaccel = None
+        log.warning("source %s: decoding in software: %s", self.stream_id, self._redacted(reason))
 
     def _run(self) -> None:
         offset_ms = 0.0  # added to a looping file's pts so they keep increasing
@@ -200,7 +299,7 @@ class PyAVSource(Source):
             try:
                 # Timeouts only for network streams: for files the interrupt callback costs GIL round trips.
                 timeout = self.timeouts if self.network else None
-                with av.open(self.url, options=self.options, timeout=timeout) as container:
+                with self._open(timeout) as container:
                     failures = 0
                     while (last := self._play(container, offset_ms)) is not None:
                         if self.reconnect or not self.loop:

@@ -2,7 +2,7 @@
 
 The track lives on the server's asyncio loop; this source's thread waits
 while a coroutine on that loop pulls frames (``track.recv()``), converts
-them to RGB and hands them to the buffer, which keeps only the newest, as
+them to RGB when used and hands them to the buffer, which keeps only the newest, as
 for any camera. The stream ends when the peer stops sending.
 """
 
@@ -17,6 +17,7 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from streamer.sources.base import Source, SourceState
+from streamer.sources.pyav import decoded_picture
 
 __all__ = ["TrackSource"]
 
@@ -40,11 +41,11 @@ class TrackSource(Source):
             if not isinstance(frame, av.VideoFrame):
                 continue
             start = time.perf_counter()
-            image = frame.to_ndarray(format="rgb24")
+            picture = decoded_picture(frame)
             pts_ms = frame.time * 1000.0 if frame.time is not None else 0.0
             first_pts = pts_ms if first_pts is None else first_pts
             self._set_state(SourceState.LIVE)
-            if not self._emit(image, pts_ms - first_pts, (time.perf_counter() - start) * 1000.0):
+            if not self._emit(picture, pts_ms - first_pts, (time.perf_counter() - start) * 1000.0):
                 return
 
     def _run(self) -> None:

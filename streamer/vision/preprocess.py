@@ -19,6 +19,7 @@ __all__ = [
     "Letterbox",
     "RegionOfInterest",
     "check_image",
+    "crop_bounds",
     "crop_box",
     "fit",
     "letterbox",
@@ -89,18 +90,29 @@ def roi_pixels(shape: tuple[int, ...], roi: RegionOfInterest | None) -> tuple[in
     return x1, y1, min(x2, width), min(y2, height)
 
 
-def crop_box(
-    image: np.ndarray, box: np.ndarray | tuple[float, ...], margin: float, min_size: int = 2
-) -> np.ndarray | None:
-    """The part of ``image`` inside ``box`` (x1, y1, x2, y2 pixels) widened by ``margin`` x its size on
-    every side and clipped to the image; ``None`` if the result is under ``min_size`` pixels either way."""
-    height, width = image.shape[:2]
+def crop_bounds(
+    shape: tuple[int, ...], box: np.ndarray | tuple[float, ...], margin: float, min_size: int = 2
+) -> tuple[int, int, int, int] | None:
+    """The whole pixels (left, top, right, bottom) of :func:`crop_box` in an image of ``shape``."""
+    height, width = shape[:2]
     x1, y1, x2, y2 = (float(v) for v in box)
     dx, dy = (x2 - x1) * margin, (y2 - y1) * margin
     left, top = max(0, int(np.floor(x1 - dx))), max(0, int(np.floor(y1 - dy)))
     right, bottom = min(width, int(np.ceil(x2 + dx))), min(height, int(np.ceil(y2 + dy)))
     if right - left < min_size or bottom - top < min_size:
         return None
+    return left, top, right, bottom
+
+
+def crop_box(
+    image: np.ndarray, box: np.ndarray | tuple[float, ...], margin: float, min_size: int = 2
+) -> np.ndarray | None:
+    """The part of ``image`` inside ``box`` (x1, y1, x2, y2 pixels) widened by ``margin`` x its size on
+    every side and clipped to the image; ``None`` if the result is under ``min_size`` pixels either way."""
+    bounds = crop_bounds(image.shape, box, margin, min_size)
+    if bounds is None:
+        return None
+    left, top, right, bottom = bounds
     return image[top:bottom, left:right]
 
 
