@@ -5,7 +5,8 @@ Every front door (the running modes, the inference loop, ``annotate``,
 here. ``submit`` returns at once with a future, and several batches may be
 in flight: :class:`LocalBackend` runs a batch's first phase (preprocessing,
 detector, hooks, crops) on one thread and its second (the classifier) on
-another, so batch N+1 is prepared while batch N runs. Each phase keeps
+another, so batch N+1 is prepared while batch N runs, where that pays
+(``in_flight``: on a GPU, not where both phases share the CPU's cores). Each phase keeps
 submission order, so a stream's hook sees its frames in order and results
 come back in order. A GPU engine and a Ray backend implement the same
 protocol. Call order::
@@ -53,6 +54,12 @@ class InferenceBackend(Protocol):
         """The execution provider, e.g. ``CPUExecutionProvider``."""
         ...
 
+    @property
+    def in_flight(self) -> int:
+        """How many batches are worth keeping in flight at once: more than one only where one batch's
+        work overlaps another's on different hardware."""
+        ...
+
     def reload(self, config: CascadeConfig) -> list[ModelInfo]:
         """Load ``config``'s models beside the running ones and switch to them between two batches.
         On any error the running models stay and the error says why."""
@@ -96,6 +103,13 @@ class LocalBackend:
     @property
     def provider(self) -> str:
         return self._cascade.provider
+
+    @property
+    def in_flight(self) -> int:
+        """2 on a GPU (batch N+1's first phase on the CPU while the GPU runs batch N); 1 on the CPU, where
+        the two phases' sessions would share the same cores: on 2 cores, four live streams of the cascade
+        gave 10.8 frames/s with two batches in flight and 12.2 with one."""
+        return 1 if self._cascade.provider == "CPUExecutionProvider" else 2
 
     def models(self) -> list[ModelInfo]:
         return list(self._cascade.models)

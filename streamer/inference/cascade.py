@@ -255,7 +255,7 @@ class Cascade:
                 task,
                 Path(stage.declaration.model).name,
                 stage.version,
-                stage.engine.provider,
+                stage.provider,
                 stage.input_size,
                 len(stage.names),
             )

@@ -9,8 +9,10 @@ its int8 build, made on first use and cached under
 with the sha256 of both models, of the calibration set and the agreement
 reached; a cache that does not match it is rebuilt, as the embedded models').
 
-The build quantizes the convolutions (QDQ, per-channel weights, uint8
-activations), calibrated on crops, flips and exposures of the shipped samples
+The build (QDQ, per-channel weights, uint8 activations) quantizes a
+classifier's whole graph but its last matrix product (the class scores) and a
+detector's convolutions (its decode stays fp32), calibrated on crops, flips
+and exposures of the shipped samples
 (``samples/``: photographs and frames of ``street.mp4``), or of a folder of
 the user's images (``calibration = "path/to/folder"``; required for a model
 that is not embedded). It then runs both models on other images made from the
@@ -53,11 +55,14 @@ __all__ = [
     "CLASSIFIER_AGREEMENT",
     "DETECTOR_AGREEMENT",
     "PRECISIONS",
+    "Int8Build",
     "box_agreement",
+    "build_int8",
     "cpu_flags",
     "default_precision",
     "for_precision",
     "has_vnni",
+    "last_products",
     "sample_sources",
     "top1_agreement",
     "variants",
@@ -73,7 +78,7 @@ DETECTOR_AGREEMENT = 0.95
 #: agreement above on a VNNI CPU; a failed build is not cached, so a default that fails would rebuild at every start.
 INT8_BY_DEFAULT = False
 #: bump when the recipe below changes, so old int8 builds are rebuilt.
-QUANTIZER_VERSION = 1
+QUANTIZER_VERSION = 2
 CALIBRATION_IMAGES = 64
 CHECK_IMAGES = 160
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
@@ -297,23 +302,26 @@ def _is_depthwise(node: onnx.NodeProto) -> bool:
     return node.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in node.attribute)
 
 
-def head_convolutions(model: onnx.ModelProto) -> list[str]:
-    """Names of the convolutions after which no other convolution runs: they make the scores and boxes, where
-    rounding costs most, for a small share of the work."""
+_PRODUCTS = ("Conv", "Gemm", "MatMul")
+
+
+def last_products(model: onnx.ModelProto, op_types: Sequence[str] = ("Gemm", "MatMul")) -> list[str]:
+    """Names of the ``op_types`` nodes after which no convolution or matrix product runs: a classifier's last
+    layer, which makes the class scores, where rounding costs most, for a small share of the work."""
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for node in model.graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    feeds_conv: dict[str, bool] = {}
+    feeds_product: dict[str, bool] = {}
 
-    def reaches_conv(node: onnx.NodeProto) -> bool:
-        if node.name not in feeds_conv:
-            feeds_conv[node.name] = False
+    def reaches_product(node: onnx.NodeProto) -> bool:
+        if node.name not in feeds_product:
+            feeds_product[node.name] = False
             after = [c for out in node.output for c in consumers.get(out, [])]
-            feeds_conv[node.name] = any(c.op_type == "Conv" or reaches_conv(c) for c in after)
-        return feeds_conv[node.name]
+            feeds_product[node.name] = any(c.op_type in _PRODUCTS or reaches_product(c) for c in after)
+        return feeds_product[node.name]
 
-    return [node.name for node in model.graph.node if node.op_type == "Conv" and not reaches_conv(node)]
+    return [node.name for node in model.graph.node if node.op_type in op_types and not reaches_product(node)]
 
 
 def _weight_overrides(model: onnx.ModelProto, vnni: bool) -> dict[str, list[dict[str, Any]]]:
@@ -342,14 +350,20 @@ class _Batches:
         return None if row is None else {self._name: row[None]}
 
 
-def quantize(source: Path, target: Path, calibration: np.ndarray, input_name: str, *, vnni: bool) -> None:
+def quantize(
+    source: Path, target: Path, calibration: np.ndarray, input_name: str, *, vnni: bool, detector: bool
+) -> None:
     """Write the int8 (QDQ) model of ``source`` to ``target``, calibrated on the input batch ``calibration``.
 
-    Only convolutions are quantized: what follows them (softmax, a detector's decode) stays fp32.
+    A classifier: every operator ONNX Runtime can quantize but the last matrix product (:func:`last_products`);
+    a detector: its convolutions only (its decode, exponentials and sigmoids, stays fp32). These agreed best
+    of the recipes measured on a CPU without VNNI (whole graph, signed activations, 8-bit weights, heads or
+    not: all lower).
     """
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     model = _named(onnx.load(str(source)))
+    op_types, exclude = (["Conv"], []) if detector else (None, last_products(model))
     with tempfile.TemporaryDirectory(prefix="streamer-int8-") as work, atomic_path(target) as tmp:
         prepared = Path(work) / "named.onnx"
         onnx.save(model, str(prepared))
@@ -358,8 +372,8 @@ def quantize(source: Path, target: Path, calibration: np.ndarray, input_name: st
             str(tmp),
             _Batches(input_name, calibration),  # type: ignore[arg-type]  # a duck-typed reader
             quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=["Conv"],
-            nodes_to_exclude=head_convolutions(model),
+            op_types_to_quantize=op_types,
+            nodes_to_exclude=exclude,
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
@@ -406,7 +420,7 @@ def _plan(fp32: Path, calibration_folder: str | None, task: str, cache_dir: Path
     return _Plan(fp32, fp32_sha, calibration, check, images_sha, cache_dir / "int8" / key)
 
 
-def _cached(plan: _Plan) -> Path | None:
+def _cached(plan: _Plan) -> Int8Build | None:
     path = plan.folder / "model.onnx"
     try:
         record = json.loads((plan.folder / "build.json").read_text(encoding="utf-8"))
@@ -417,13 +431,37 @@ def _cached(plan: _Plan) -> Path | None:
     if not path.is_file() or sha256_file(path) != record.get("onnx_sha256"):
         log.warning("cached int8 model %s does not match its build record; rebuilding", path)
         return None
-    return path
+    try:
+        return Int8Build(
+            path, float(record["agreement"]), float(record["needed"]), int(record["count"]), str(record["unit"])
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class Int8Build:
+    """An int8 build and how well it agrees with its fp32 model on the check images."""
+
+    path: Path
+    #: the share of images (classifier: same top-1 class) or of boxes (detector) that agree.
+    agreement: float
+    #: the share needed (:data:`CLASSIFIER_AGREEMENT`, :data:`DETECTOR_AGREEMENT`).
+    needed: float
+    #: how many images or boxes were compared.
+    count: int
+    #: ``images`` or ``boxes``.
+    unit: str
+
+    @property
+    def agrees(self) -> bool:
+        return self.agreement >= self.needed
 
 
 def _agreement(
     declaration: ClassifierModel | DetectorModel, task: str, plan: _Plan, int8: Path
-) -> tuple[float, float, str]:
-    """(agreement, the share needed, what was counted) of the int8 model with fp32 on the check images."""
+) -> tuple[float, float, int, str]:
+    """(agreement, the share needed, how many, of what) of the int8 model with fp32 on the check images."""
     reference, candidate = Engine(plan.fp32, device="cpu"), Engine(int8, device="cpu")
     feed = _feed(declaration, reference, task)
     if isinstance(declaration, DetectorModel):
@@ -431,10 +469,10 @@ def _agreement(
             _detections(declaration, feed, plan.check, reference),
             _detections(declaration, feed, plan.check, candidate),
         )
-        return share, DETECTOR_AGREEMENT, f"{boxes} boxes"
+        return share, DETECTOR_AGREEMENT, boxes, "boxes"
     tensor = feed.tensor([feed.fit(image)[0] for image in plan.check])
     share = top1_agreement(_outputs(reference, tensor)[0], _outputs(candidate, tensor)[0])
-    return share, CLASSIFIER_AGREEMENT, f"top-1 classes of {len(plan.check)} images"
+    return share, CLASSIFIER_AGREEMENT, len(plan.check), "images"
 
 
 def build_int8(
@@ -445,9 +483,15 @@ def build_int8(
     name: str,
     cache_dir: Path,
     vnni: bool | None = None,
-) -> Path:
-    """The int8 build of ``fp32`` (cached), checked against it; a :class:`ModelError` says by how much it
-    disagrees where it does. ``name`` names the model in messages; ``vnni`` ``None``: this CPU's."""
+    check: bool = True,
+) -> Int8Build:
+    """The int8 build of ``fp32``, measured against it; ``name`` names the model in messages; ``vnni``
+    ``None``: this CPU's.
+
+    Only a build that agrees is cached. ``check``: one that does not raises a :class:`ModelError` saying by
+    how much, and its file is removed; without ``check`` it is returned all the same (for measuring), and a
+    later build redoes it.
+    """
     vnni = has_vnni(cpu_flags()) if vnni is None else vnni
     plan = _plan(fp32, declaration.calibration, task, cache_dir, vnni)
     if (cached := _cached(plan)) is not None:
@@ -458,10 +502,17 @@ def build_int8(
     calibration = feed.tensor([feed.fit(image)[0] for image in plan.calibration])
     target = plan.folder / "model.onnx"
     (plan.folder / "build.json").unlink(missing_ok=True)
-    quantize(fp32, target, calibration, reference.input.name, vnni=vnni)
-    share, needed, counted = _agreement(declaration, task, plan, target)
-    if share < needed:
+    quantize(
+        fp32, target, calibration, reference.input.name, vnni=vnni, detector=isinstance(declaration, DetectorModel)
+    )
+    share, needed, count, unit = _agreement(declaration, task, plan, target)
+    build = Int8Build(target, share, needed, count, unit)
+    if not build.agrees:
+        if not check:
+            return build
+        target.unlink(missing_ok=True)
         where = f"calibration folder {declaration.calibration}" if declaration.calibration else "the shipped samples"
+        counted = f"top-1 classes of {count} images" if unit == "images" else f"{count} boxes"
         raise ModelError(
             f"int8 {name} agrees with fp32 on {share:.1%} of {counted} (needs {needed:.0%}), calibrated on "
             f"{where}; give {task}.calibration a folder of more varied images like the model's input, "
@@ -475,11 +526,13 @@ def build_int8(
         "onnx_sha256": sha256_file(target),
         "vnni": vnni,
         "agreement": round(share, 4),
-        "counted": counted,
+        "needed": needed,
+        "count": count,
+        "unit": unit,
     }
     with atomic_path(plan.folder / "build.json") as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    return target
+    return build
 
 
 def for_precision(
@@ -505,7 +558,7 @@ def for_precision(
         if precision == "fp32":
             return fp32
         try:
-            return build_int8(fp32, declaration, task, name=declaration.model, cache_dir=cache_dir)
+            return build_int8(fp32, declaration, task, name=declaration.model, cache_dir=cache_dir).path
         except ModelError as exc:
             log.warning("%s; running fp32", exc)
             return fp32
@@ -516,4 +569,4 @@ def for_precision(
             f"{task}.precision = 'int8' needs calibration images for {declaration.model}: "
             f"set {task}.calibration = 'a folder of images like its input'"
         )
-    return build_int8(fp32, declaration, task, name=declaration.model, cache_dir=cache_dir)
+    return build_int8(fp32, declaration, task, name=declaration.model, cache_dir=cache_dir).path

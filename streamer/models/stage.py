@@ -54,7 +54,11 @@ class ModelStage(Generic[Declaration]):
             cpu_only=resolve_providers(options.device) == ("CPUExecutionProvider",),
             cache_dir=cache_dir or zoo.default_cache_dir(),
         )
-        self.engine = Engine(onnx_path, threads=threads, options=options)
+        in_graph = options.graph_preprocess(resolve_providers(options.device)[0])
+        # With the preprocessing in the graph, the model alone only answers questions (its input, its outputs):
+        # on the CPU, so a GPU neither holds its weights twice nor builds a second TensorRT engine.
+        alone = replace(options, device="cpu", io_binding=False, cuda_graphs=False) if in_graph else options
+        self.engine = Engine(onnx_path, threads=threads, options=alone)
         self.version = sha256_file(onnx_path)[:12]
         self.input_size = self.engine.image_size(
             section=task,
@@ -65,8 +69,13 @@ class ModelStage(Generic[Declaration]):
         d = self.declaration
         self._mean, self._std = normalization_constants(d.normalization, d.mean, d.std)
         self.graph: Engine | None = None
-        if options.graph_preprocess(self.engine.provider):
+        if in_graph:
             self.graph = self._graph_engine(task, threads, options)
+
+    @property
+    def provider(self) -> str:
+        """The execution provider batches run on."""
+        return (self.graph or self.engine).provider
 
     def _graph_engine(self, task: str, threads: int | None, options: EngineOptions) -> Engine:
         """The model (as loaded: :attr:`engine`'s file) with its preprocessing prepended, in a session."""

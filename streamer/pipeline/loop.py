@@ -6,7 +6,8 @@ round so none is starved, up to ``max_batch`` frames; drops live frames older
 than ``max_frame_age_ms`` before inference (the decisions are
 :func:`streamer.inference.scheduler.plan_batch`'s, a pure function); submits
 the batch to the :class:`~streamer.inference.backend.InferenceBackend`,
-keeping up to ``in_flight`` batches there at once; stamps each result with its
+keeping up to ``in_flight`` batches there at once (``None``: as many as the
+backend says are worth it); stamps each result with its
 stream, frame index, ``pts_ms`` and timings (decode, queue, preprocess,
 inference, age); and hands it, in submission order, to
 ``deliver(result, frame)``. ``inference_fps`` caps how often one stream is
@@ -96,11 +97,12 @@ class InferenceLoop:
         *,
         max_batch: int = 4,
         max_frame_age_ms: float | None = None,
-        in_flight: int = 2,
+        in_flight: int | None = None,
         ended: Callable[[str], None] | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        in_flight = backend.in_flight if in_flight is None else in_flight
         if in_flight < 1:
             raise ValueError(f"in_flight must be >= 1, got {in_flight}")
         self._backend = backend

@@ -81,8 +81,10 @@ def test_batches_in_flight_come_back_in_order(first_only: tuple[LocalBackend, Fi
     futures = [backend.submit([Request("", image)]) for image in images]  # all submitted before any is awaited
     results = [future.result(timeout=60)[0] for future in futures]
     assert [(r.width, r.height) for r in results] == [image.shape[1::-1] for image in images]
-    assert all(r.models == {"detector": results[0].models["detector"], "classifier": results[0].models["classifier"]}
-               for r in results)
+    assert all(
+        r.models == {"detector": results[0].models["detector"], "classifier": results[0].models["classifier"]}
+        for r in results
+    )
 
 
 def test_bad_images_are_refused_before_a_batch_and_a_closed_backend_says_so() -> None:
@@ -112,3 +114,12 @@ def test_whole_image_requests_skip_the_detector_in_a_mixed_batch(first_only: tup
     detected, whole = backend.submit([Request("", COLLAGE), Request("", COLLAGE, whole=True)]).result(timeout=60)
     assert len(detected.objects) >= 3 and detected.classes == ()
     assert len(whole.objects) == 0 and len(whole.classes) == 1, "the classifier labels the whole collage"
+
+
+def test_on_the_cpu_one_batch_is_in_flight_at_a_time() -> None:
+    """Both phases would run their sessions on the same cores: overlapping two batches only slows each."""
+    backend = LocalBackend(CascadeConfig(stages="classify", device="cpu"))
+    try:
+        assert backend.provider == "CPUExecutionProvider" and backend.in_flight == 1
+    finally:
+        backend.close()

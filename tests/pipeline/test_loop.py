@@ -38,6 +38,7 @@ class Recorder:
         self.gate.set()
         self.pool = concurrent.futures.ThreadPoolExecutor(1)
         self.provider = "stand-in"
+        self.in_flight = 2
 
     def _run(self, number: int, requests: Sequence[Request]) -> list[FrameResult]:
         self.gate.wait(5)
@@ -149,6 +150,25 @@ def test_several_batches_in_flight_deliver_in_submission_order() -> None:
     _wait_for(lambda: len(rec.results) == 6)
     loop.stop()
     assert [r.frame for r, _ in rec.results] == [0, 1, 2, 3, 4, 5]
+
+
+def test_the_backend_says_how_many_batches_to_keep_in_flight() -> None:
+    rec = Recorder()
+    rec.gate.clear()
+    rec.in_flight = 1  # as LocalBackend on the CPU, where two batches would share the cores
+    loop = InferenceLoop(rec, rec.deliver, max_batch=1)
+    buffer = loop.add("file", live=False, capacity=8)
+    for i in range(4):
+        buffer.put(_frame("file", i))
+    buffer.close()
+    loop.start()
+    _wait_for(lambda: len(rec.batches) == 1)
+    time.sleep(0.2)  # room for a second submission, which must not come
+    assert len(rec.batches) == 1 and loop.in_flight == 1
+    rec.gate.set()
+    _wait_for(lambda: len(rec.results) == 4)
+    loop.stop()
+    assert [r.frame for r, _ in rec.results] == [0, 1, 2, 3]
 
 
 def test_one_off_images_share_batches_with_the_streams() -> None:
