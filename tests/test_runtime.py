@@ -198,3 +198,24 @@ def test_detect_off_pauses_one_stream_only(tmp_path: Path) -> None:
         assert len(collect.of("a")) > paused_at + 3, "on again"
     finally:
         runtime.stop()
+
+
+def test_a_watched_stream_decodes_every_frame_and_an_unwatched_overloaded_one_skips(tmp_path: Path) -> None:
+    """Two live streams inferred once a second: the one a frame subscriber says it wants whole (a browser
+    watching its video) decodes every frame; the other soon leaves undecoded what the models never take."""
+    options = {"preset": "veryfast", "g": "30", "x264-params": "bframes=3:b-pyramid=none:b-adapt=0"}
+    clip = make_clip(tmp_path / "cam.mp4", frames=60, fps=30, size=(160, 120), options=options)
+    runtime = Runtime(_config(tmp_path / "config.toml", ""))
+    runtime.subscribe_frames(lambda frame: None, wanted=lambda stream: stream == "watched")
+    for name in ("watched", "unwatched"):
+        runtime.add_stream(StreamSpec(id=name, source=str(clip), loop=True, inference_fps=1))
+    runtime.start()
+    try:
+        rows = lambda: {row["stream"]: row for row in runtime.stats()}  # noqa: E731
+        _until(lambda: rows()["unwatched"]["skipped"] >= 60, timeout=30)
+        stats = rows()
+    finally:
+        runtime.stop()
+    assert stats["unwatched"]["skipped"] >= 60, stats["unwatched"]
+    assert stats["watched"]["skipped"] == 0, stats["watched"]
+    assert stats["watched"]["decoded"] > stats["unwatched"]["decoded"], (stats["watched"], stats["unwatched"])

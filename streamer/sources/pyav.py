@@ -207,6 +207,7 @@ class PyAVSource(Source):
         self._skip = SkipPolicy(skipping) if self.live else None
         self._packets = 0  # video packets demuxed, and how many were keyframes
         self._keyframes = 0
+        self._skipping = [0, 0]  # packets demuxed and frames decoded while the decoder skipped some
         use, why_not = hardware_decoding(decoder, tuple(hwdevices_available()), driver_status())
         self.hwaccel = HWAccel("cuda", allow_software_fallback=True) if use else None
         if why_not is not None and decoder == "nvdec":
@@ -222,15 +223,18 @@ class PyAVSource(Source):
         decoder.skip_frame = policy.level if policy is not None else DEFAULT
         for packet in container.demux(video):
             start = time.perf_counter()
+            skipping = decoder.skip_frame != DEFAULT
             if packet.size:  # the last, empty packet only flushes the decoder
                 self._packets += 1
                 self._keyframes += packet.is_keyframe
+                self._skipping[0] += skipping
                 if tap is not None:
                     try:
                         tap(packet, self._offset_ms)
                     except Exception:
                         log.exception("source %s: the on_packet callback failed", self.stream_id)
             for frame in packet.decode():
+                self._skipping[1] += skipping
                 yield frame, time.perf_counter() - start
                 start = time.perf_counter()
             if policy is not None:
@@ -270,7 +274,8 @@ class PyAVSource(Source):
         return last
 
     def stats(self) -> SourceStats:
-        return replace(super().stats(), skipped=max(0, self._packets - self._decoded))
+        packets, frames = self._skipping
+        return replace(super().stats(), skipped=max(0, packets - frames))
 
     def _open(self, timeout: tuple[float, float] | None) -> av.container.InputContainer:
         """The container, its video decoded by NVDEC if asked and possible, else in software (said once)."""

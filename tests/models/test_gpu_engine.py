@@ -4,6 +4,7 @@ with batch buckets, and preprocessing inside the ONNX graph, all on the CPU prov
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -43,6 +44,9 @@ from tests.conftest import SAMPLES
 PHOTOS = sorted(SAMPLES.glob("*.jpg"))
 
 
+PLACES = ("cpu", "graph")
+
+
 @pytest.fixture(scope="module")
 def detector_path(cache_dir: Path) -> Path:
     return zoo.build("yolov3-tiny", cache_dir).onnx_path
@@ -53,23 +57,20 @@ def classifier_path(cache_dir: Path) -> Path:
     return zoo.build("efficientnet-lite0", cache_dir).onnx_path
 
 
+def _both(stage: Any, model: ClassifierModel | DetectorModel, cache_dir: Path) -> Any:
+    """``stage`` of ``model`` preprocessing on the CPU, then in the graph."""
+    return tuple(stage(model, device="cpu", cache_dir=cache_dir, engine=EngineOptions(preprocess=p)) for p in PLACES)
+
+
 @pytest.fixture(scope="module")
 def classifiers(cache_dir: Path) -> tuple[ClassifierStage, ClassifierStage]:
     """The embedded classifier preprocessing on the CPU and in the graph."""
-    model = ClassifierModel(model="efficientnet-lite0")
-    return tuple(  # type: ignore[return-value]
-        ClassifierStage(model, device="cpu", cache_dir=cache_dir, engine=EngineOptions(preprocess=p))
-        for p in ("cpu", "graph")
-    )
+    return _both(ClassifierStage, ClassifierModel(model="efficientnet-lite0"), cache_dir)  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="module")
 def detectors(cache_dir: Path) -> tuple[DetectorStage, DetectorStage]:
-    model = DetectorModel(model="yolov3-tiny")
-    return tuple(  # type: ignore[return-value]
-        DetectorStage(model, device="cpu", cache_dir=cache_dir, engine=EngineOptions(preprocess=p))
-        for p in ("cpu", "graph")
-    )
+    return _both(DetectorStage, DetectorModel(model="yolov3-tiny"), cache_dir)  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="module")
