@@ -67,7 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", type=Path, help="config file (default: $STREAMER_CONFIG or ./config.toml)")
     common.add_argument("--device", help="auto | cpu | cuda | tensorrt")
-    common.add_argument("--precision", choices=("fp32", "int8"), help="both models' (default: int8 on a VNNI CPU)")
+    common.add_argument(
+        "--precision",
+        choices=("fp32", "int8"),
+        help="both models' (default fp32; int8 is quantized and checked against fp32 when built)",
+    )
     common.add_argument("--cache-dir", help="where converted models are cached")
     common.add_argument("--threads", type=int, help="CPU threads per model (default: one per core)")
     common.add_argument("--log-level", help="debug | info | warning | error")

@@ -1,7 +1,8 @@
 """INT8 models for the CPU: ONNX Runtime static quantization, calibrated on real frames, checked against fp32.
 
 ``precision`` (``[classifier]``/``[detector]``, ``--precision``) is ``fp32``,
-``int8`` or unset: int8 on a CPU with VNNI (:func:`has_vnni`), else fp32.
+``int8`` or unset: fp32 while :data:`INT8_BY_DEFAULT` is off (on, it would be
+int8 on a CPU with VNNI, :func:`has_vnni`).
 Call order: :class:`~streamer.models.stage.ModelStage` locates the fp32
 model, then :func:`for_precision` returns the file to load: the fp32 one, or
 its int8 build, made on first use and cached under
@@ -11,8 +12,9 @@ reached; a cache that does not match it is rebuilt, as the embedded models').
 
 The build (QDQ, per-channel weights, uint8 activations) quantizes a
 classifier's whole graph but its last matrix product (the class scores) and a
-detector's convolutions (its decode stays fp32), calibrated on crops, flips
-and exposures of the shipped samples
+detector's convolutions (its decode stays fp32); activation ranges are the
+:data:`CALIBRATION_PERCENTILE` of what it sees on crops, flips and exposures
+of the shipped samples
 (``samples/``: photographs and frames of ``street.mp4``), or of a folder of
 the user's images (``calibration = "path/to/folder"``; required for a model
 that is not embedded). It then runs both models on other images made from the
@@ -20,7 +22,9 @@ same sources (never the calibration ones) through the stages' own
 preprocessing and fails with a :class:`~streamer.errors.ModelError` unless
 int8 agrees with fp32: classifier top-1 on :data:`CLASSIFIER_AGREEMENT` of
 the images, detector boxes (same class, IoU >= 0.5) on
-:data:`DETECTOR_AGREEMENT` of them.
+:data:`DETECTOR_AGREEMENT` of them (a failed build leaves nothing in the
+cache); :func:`build_int8` with ``check=False`` returns such a build with its
+numbers instead (``benchmarks/bench_int8.py``).
 
 On x86 without VNNI, ONNX Runtime's uint8 x int8 kernels add products in
 pairs into int16 and can saturate; there the weights of the convolutions that
@@ -78,8 +82,10 @@ DETECTOR_AGREEMENT = 0.95
 #: agreement above on a VNNI CPU; a failed build is not cached, so a default that fails would rebuild at every start.
 INT8_BY_DEFAULT = False
 #: bump when the recipe below changes, so old int8 builds are rebuilt.
-QUANTIZER_VERSION = 2
+QUANTIZER_VERSION = 3
 CALIBRATION_IMAGES = 64
+#: activation ranges: cut at this percentile of the calibration values (outliers clipped), not at their extremes.
+CALIBRATION_PERCENTILE = 99.999
 CHECK_IMAGES = 160
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -356,11 +362,13 @@ def quantize(
     """Write the int8 (QDQ) model of ``source`` to ``target``, calibrated on the input batch ``calibration``.
 
     A classifier: every operator ONNX Runtime can quantize but the last matrix product (:func:`last_products`);
-    a detector: its convolutions only (its decode, exponentials and sigmoids, stays fp32). These agreed best
-    of the recipes measured on a CPU without VNNI (whole graph, signed activations, 8-bit weights, heads or
-    not: all lower).
+    a detector: its convolutions only (its decode, exponentials and sigmoids, stays fp32). Activation ranges
+    by percentile. On a CPU without VNNI these agreed best; the others tried agreed less or as well: signed
+    activations, 8-bit weights, the classifier's convolutions only, the detector's heads in fp32, ranges by
+    min/max or by entropy (as ``quantize_static`` runs it, 128 bins: the same as min/max), 160 calibration
+    images.
     """
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     model = _named(onnx.load(str(source)))
     op_types, exclude = (["Conv"], []) if detector else (None, last_products(model))
@@ -377,7 +385,11 @@ def quantize(
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            extra_options={"TensorQuantOverrides": _weight_overrides(model, vnni)},
+            calibrate_method=CalibrationMethod.Percentile,
+            extra_options={
+                "TensorQuantOverrides": _weight_overrides(model, vnni),
+                "CalibPercentile": CALIBRATION_PERCENTILE,
+            },
         )
 
 

@@ -114,8 +114,9 @@ class ClassifierModel:
     takes it from the model's input shape. ``resize_shorter`` is the shorter
     side before a ``crop`` resize (``None``: ``round(min(input_size) / 0.875)``).
     ``mean``/``std`` are in 0-255 units and override ``normalization``.
-    ``precision``: ``fp32``, ``int8`` or ``None`` (int8 on a CPU with VNNI); ``calibration``: a folder of
-    images to calibrate int8 on (``None``: the shipped samples, embedded models only).
+    ``precision``: ``fp32``, ``int8`` or ``None`` (fp32, see
+    :data:`~streamer.models.quantize.INT8_BY_DEFAULT`); ``calibration``: a folder of images to calibrate
+    int8 on (``None``: the shipped samples, embedded models only).
     """
 
     model: str
