@@ -21,7 +21,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
         ("bench_live.py", ["--duration", "3", "--long", "0"], "ratio inferred fps / bare"),
         ("bench_overload.py", ["--duration", "8"], "targets:"),
         ("bench_rest.py", ["--rounds", "2", "--requests", "2", "--seconds", "1"], "ratio in-process / REST"),
-        ("bench_annotate.py", ["--frames", "8"], "ratio job / slowest stage"),
+        ("bench_annotate.py", ["--frames", "8", "--rounds", "1"], "ratio job / slowest stage"),
         ("bench_mqtt.py", ["--events", "50", "--rounds", "2", "--passes", "2"], "publish cost per event"),
         ("bench_gpu.py", ["--quick"], "ratio graph / cpu"),
         ("bench_int8.py", ["--quick"], "ratio int8 / fp32 cascade"),

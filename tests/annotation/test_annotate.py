@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import threading
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,11 @@ import av
 import numpy as np
 import pytest
 
+from streamer.annotation.job import BACKGROUND_NICE, annotate
+from streamer.annotation.reader import VideoReader
 from streamer.cli import main
+from streamer.inference.backend import LocalBackend
+from streamer.inference.cascade import CascadeConfig
 from streamer.results import Category, Detection, FrameResult, Label
 from streamer.sinks.table import COLUMNS
 from streamer.vision.draw import draw_result
@@ -316,3 +322,21 @@ def test_annotate_records_events_when_asked(
     with av.open(str(storage / "clips" / f"{with_clip[0]['id']}.mp4")) as container:
         assert len(list(container.decode(video=0))) >= 5
     assert main(["annotate", str(clip), "--config", str(config), "--events", "--stages", "classify"]) == 2
+
+
+def test_decoding_and_encoding_yield_the_cores_to_inference(tmp_path: Path) -> None:
+    """The encoding thread (where watchers run) works at the background priority; the caller's is untouched."""
+    clip = make_clip(tmp_path / "clip.mp4", frames=6)
+    seen: set[int] = set()
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    backend = LocalBackend(CascadeConfig(stages="classify", device="cpu"))
+    reader = VideoReader(clip)
+    try:
+        watcher = lambda result, frame: seen.add(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))  # noqa: E731
+        outcome = annotate(backend, reader, stream_id="clip", watchers=[watcher])
+    finally:
+        reader.close()
+        backend.close()
+    assert outcome.frames == 6
+    assert seen == {max(before, BACKGROUND_NICE)}
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
