@@ -147,6 +147,8 @@ def _linear_response(w: np.ndarray) -> np.ndarray:
 #: not 0.62) and keeps the classifier's confidences within 0.02 of Pillow's, where the cubic alone (what
 #: streamer did) moved them by up to 0.12.
 _BICUBIC_MIX = 5 / 7
+#: how much larger than the crop a resized image may be for :func:`resize_center_crop` to resize it whole
+WHOLE_AREA = 4
 
 _RESPONSES = {
     "bicubic": lambda w: _BICUBIC_MIX * _opencv_cubic_response(w) + (1 - _BICUBIC_MIX) * _linear_response(w),
@@ -249,6 +251,37 @@ def _reduce(
     return region, (x0, y0), (dx, dy), bias
 
 
+def _filter(scales: tuple[float, float], plan: _Plan) -> tuple[np.ndarray, np.ndarray]:
+    """The taps per axis (x, y) that shape what ``plan``'s halvings leave like Pillow's kernel at ``scales``."""
+    if max(scales) <= 1:  # upscaling: the warp alone is Pillow's filter
+        return np.ones(1, np.float32), np.ones(1, np.float32)
+    if plan.steps(0) == plan.steps(1) and abs(scales[0] - scales[1]) <= 0.01 * scales[0]:  # a crop's rounding
+        same = _taps(_rounded((scales[0] + scales[1]) / 2), plan.steps(0), plan.warp)
+        return same, same
+    return _taps(_rounded(scales[0]), plan.steps(0), plan.warp), _taps(_rounded(scales[1]), plan.steps(1), plan.warp)
+
+
+def _resized_whole(image: np.ndarray, size: tuple[int, int]) -> np.ndarray | None:
+    """``image`` resized whole to ``size`` as :func:`resample` does, where no halving is needed (``None``
+    otherwise): the same filter, then ``cv2.resize`` instead of a warp (its mapping is Pillow's for a whole
+    image, and it computes each output column's weights once: ~5x cheaper than ``warpAffine`` here)."""
+    height, width = image.shape[:2]
+    plan = _Plan.of((width / size[0], height / size[1]))
+    if plan.halvings != (0, 0):
+        return None
+    taps = _filter((width / size[0], height / size[1]), plan)
+    if len(taps[0]) > 1 or len(taps[1]) > 1:
+        image = cv2.sepFilter2D(image, -1, taps[0], taps[1], borderType=cv2.BORDER_REPLICATE)
+    if plan.warp == "linear":
+        return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+    if plan.warp == "cubic":
+        return cv2.resize(image, size, interpolation=cv2.INTER_CUBIC)
+    pixels = image.astype(np.float32)  # upscaling: both in float, the mix rounded once
+    cubic = cv2.resize(pixels, size, interpolation=cv2.INTER_CUBIC)
+    linear = cv2.resize(pixels, size, interpolation=cv2.INTER_LINEAR)
+    return cv2.addWeighted(cubic, _BICUBIC_MIX, linear, 1 - _BICUBIC_MIX, 0.0, dtype=cv2.CV_8U)
+
+
 def resample(image: np.ndarray, box: tuple[float, float, float, float], size: tuple[int, int]) -> np.ndarray:
     """The rectangle ``box`` of ``image`` (x0, y0, x1, y1 in pixels, fractional; pixel n covers n..n+1)
     resampled to ``size`` as Pillow's antialiased bicubic filter does, on OpenCV, at a fraction of its cost.
@@ -274,16 +307,7 @@ def resample(image: np.ndarray, box: tuple[float, float, float, float], size: tu
     height, width = image.shape[:2]
     scales = ((box[2] - box[0]) / size[0], (box[3] - box[1]) / size[1])
     plan = _Plan.of(scales)
-    if max(scales) <= 1:  # upscaling: the warp alone is Pillow's filter
-        taps = (np.ones(1, np.float32), np.ones(1, np.float32))
-    elif plan.steps(0) == plan.steps(1) and abs(scales[0] - scales[1]) <= 0.01 * scales[0]:  # a crop's rounding
-        same = _taps(_rounded((scales[0] + scales[1]) / 2), plan.steps(0), plan.warp)
-        taps = (same, same)
-    else:
-        taps = (
-            _taps(_rounded(scales[0]), plan.steps(0), plan.warp),
-            _taps(_rounded(scales[1]), plan.steps(1), plan.warp),
-        )
+    taps = _filter(scales, plan)
     starts = (box[0] + scales[0] / 2 - 0.5, box[1] + scales[1] / 2 - 0.5)  # output pixel 0's centre (pixel n at n)
     bounds = []
     for axis, length in ((0, width), (1, height)):
@@ -318,13 +342,19 @@ def resample(image: np.ndarray, box: tuple[float, float, float, float], size: tu
 def resize_center_crop(image: np.ndarray, size: tuple[int, int], shorter: int) -> np.ndarray:
     """Resize so the shorter side is ``shorter`` (antialiased bicubic, as Pillow), then crop ``size`` from the centre.
 
-    Only the crop is computed: :func:`resample` of the source rectangle that maps onto it, so memory stays
-    near ``size`` however long the image (a 1x100000 image would otherwise scale to 256x25600000).
+    Where the resized image is at most :data:`WHOLE_AREA` times the crop's area (an object's box, a photo),
+    it is resized whole and cropped (:func:`_resized_whole`, the same filter); else only the crop is
+    computed, :func:`resample` of the source rectangle that maps onto it, so memory stays near ``size``
+    however long the image (a 1x100000 image would otherwise scale to 256x25600000).
     """
     height, width = image.shape[:2]
     scale = shorter / min(height, width)
     new_w, new_h = max(round(width * scale), size[0]), max(round(height * scale), size[1])
     left, top = (new_w - size[0]) // 2, (new_h - size[1]) // 2
+    if new_w * new_h <= WHOLE_AREA * size[0] * size[1]:
+        whole = _resized_whole(image, (new_w, new_h))
+        if whole is not None:
+            return np.ascontiguousarray(whole[top : top + size[1], left : left + size[0]])
     step_x, step_y = width / new_w, height / new_h  # source pixels per resized pixel
     box = (left * step_x, top * step_y, (left + size[0]) * step_x, (top + size[1]) * step_y)
     return resample(image, box, size)
