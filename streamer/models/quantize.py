@@ -33,6 +33,7 @@ run as matrix products take 7 bits (``reduce_range``), depthwise ones keep 8.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -356,6 +357,21 @@ class _Batches:
         return None if row is None else {self._name: row[None]}
 
 
+def _quantizer_advice(record: logging.LogRecord) -> bool:
+    """False for ONNX Runtime's quantizer suggesting its pre-processing (streamer's build needs none)."""
+    return not record.getMessage().startswith("Please consider")
+
+
+@contextlib.contextmanager
+def _filtered(logger: logging.Logger, keep: Callable[[logging.LogRecord], bool]) -> Iterator[None]:
+    """``logger`` (its own records, not those its children pass up) drops what ``keep`` refuses meanwhile."""
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
+
+
 def quantize(
     source: Path, target: Path, calibration: np.ndarray, input_name: str, *, vnni: bool, detector: bool
 ) -> None:
@@ -372,7 +388,12 @@ def quantize(
 
     model = _named(onnx.load(str(source)))
     op_types, exclude = (["Conv"], []) if detector else (None, last_products(model))
-    with tempfile.TemporaryDirectory(prefix="streamer-int8-") as work, atomic_path(target) as tmp:
+    root = logging.getLogger()  # the quantizer's advice ("consider pre-processing") goes to the root logger
+    with (
+        tempfile.TemporaryDirectory(prefix="streamer-int8-") as work,
+        atomic_path(target) as tmp,
+        _filtered(root, _quantizer_advice),
+    ):
         prepared = Path(work) / "named.onnx"
         onnx.save(model, str(prepared))
         quantize_static(
