@@ -303,30 +303,11 @@ def test_prepend_keeps_the_model_and_takes_frames(classifier_path: Path) -> None
     import onnx
 
     model = onnx.load(str(classifier_path))
-    pre = preprocess_graph(
-        size=(224, 224),
-        resize="crop",
-        mean=(127.5,) * 3,
-        std=(127.5,) * 3,
-        layout="nchw",
-        bgr=False,
-        dtype=np.dtype("f4"),
-    )
+    crop: dict[str, Any] = {"size": (224, 224), "resize": "crop", "mean": (127.5,) * 3, "std": (127.5,) * 3}
+    crop |= {"layout": "nchw", "bgr": False, "dtype": np.dtype("f4")}
     with pytest.raises(ValueError, match=r"the preprocessing's output is 'pixels', the model's input 'image'"):
-        prepend(pre, model)
-    merged = prepend(
-        preprocess_graph(
-            size=(224, 224),
-            resize="crop",
-            mean=(127.5,) * 3,
-            std=(127.5,) * 3,
-            layout="nchw",
-            bgr=False,
-            dtype=np.dtype("f4"),
-            output="image",
-        ),
-        model,
-    )
+        prepend(preprocess_graph(**crop), model)
+    merged = prepend(preprocess_graph(**crop, output="image"), model)
     assert [i.name for i in merged.graph.input] == ["items", "frames"]
     assert {o.name for o in merged.graph.output} == {"logits"}
     engine = Engine(classifier_path, device="cpu", graph=merged.SerializeToString())
