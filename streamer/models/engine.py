@@ -40,6 +40,7 @@ import numpy as np
 import onnxruntime as ort
 
 from streamer.errors import ConfigError, DeviceUnavailableError, ModelError
+from streamer.models.convert import sha256_file
 from streamer.nvidia import driver_status, gpu_name, load_error
 
 __all__ = [
@@ -319,13 +320,7 @@ def tensorrt_version() -> str:
 
 
 def _model_sha256(path: Path, graph: bytes | None) -> str:
-    if graph is not None:
-        return hashlib.sha256(graph).hexdigest()
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return hashlib.sha256(graph).hexdigest() if graph is not None else sha256_file(path)
 
 
 def _pinned(shape: tuple[int, ...], dtype: np.dtype[Any], device_id: int) -> tuple[np.ndarray, Any] | None:
@@ -376,8 +371,8 @@ class Engine:
             options = replace(options, device=device)
         self.options = options
         providers = resolve_providers(options.device)
-        tensorrt_cache = self._tensorrt_cache(path, graph, providers)
-        profile = self._profile(path, graph) if tensorrt_cache is not None else None
+        profile = self._profile(path, graph) if _TENSORRT in providers else None
+        tensorrt_cache = self._tensorrt_cache(path, graph, profile) if profile is not None else None
         chosen = provider_list(providers, options, tensorrt_cache=tensorrt_cache, profile=profile)
         building = tensorrt_cache is not None and not any(tensorrt_cache.glob("*.engine"))
         if building:
@@ -404,10 +399,8 @@ class Engine:
         self.binding = options.binds(self.provider)
         self._staging: dict[tuple[int, tuple[int, ...], str], _Staging] = {}
 
-    def _tensorrt_cache(self, path: Path, graph: bytes | None, providers: tuple[str, ...]) -> Path | None:
-        """This model's TensorRT cache folder (created), or ``None`` when TensorRT is not used."""
-        if _TENSORRT not in providers:
-            return None
+    def _tensorrt_cache(self, path: Path, graph: bytes | None, profile: dict[str, str]) -> Path:
+        """This model's TensorRT cache folder (created), keyed by the model, GPU, TensorRT, fp16 and ``profile``."""
         from streamer.models.zoo import default_cache_dir  # only here: zoo converts models, the engine runs them
 
         key = tensorrt_cache_key(
@@ -415,7 +408,7 @@ class Engine:
             gpu=gpu_name(self.options.device_id),
             tensorrt=tensorrt_version(),
             fp16=self.options.tensorrt_fp16,
-            profile=self._profile(path, graph),
+            profile=profile,
         )
         folder = (self.options.cache_dir or default_cache_dir()) / "tensorrt" / key
         folder.mkdir(parents=True, exist_ok=True)

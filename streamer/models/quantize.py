@@ -54,6 +54,7 @@ from streamer.models.engine import Engine
 from streamer.models.spec import PRECISIONS, ClassifierModel, DetectorModel, normalization_constants
 from streamer.results import Detections
 from streamer.vision.detect import decode
+from streamer.vision.nms import iou_matrix
 from streamer.vision.preprocess import Letterbox, fit, letterbox, to_tensor
 
 __all__ = [
@@ -198,21 +199,12 @@ def top1_agreement(reference: np.ndarray, candidate: np.ndarray) -> float:
     return float(np.mean(reference.argmax(axis=1) == candidate.argmax(axis=1)))
 
 
-def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
-    x1, y1 = np.maximum(box[0], others[:, 0]), np.maximum(box[1], others[:, 1])
-    x2, y2 = np.minimum(box[2], others[:, 2]), np.minimum(box[3], others[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
-    return np.asarray(inter / np.maximum(area + areas - inter, 1e-9))
-
-
 def matched_boxes(reference: Detections, candidate: Detections, iou: float = 0.5) -> int:
     """How many boxes pair up, greedily best-scored first: same class, IoU >= ``iou``, each box used once."""
     free = np.ones(len(candidate.boxes), bool)
     matched = 0
     for box, cls in zip(reference.boxes, reference.class_ids, strict=True):
-        overlaps = np.where(free & (candidate.class_ids == cls), _iou(box, candidate.boxes), 0.0)
+        overlaps = np.where(free & (candidate.class_ids == cls), iou_matrix(box[None], candidate.boxes)[0], 0.0)
         if len(overlaps) and overlaps.max() >= iou:
             free[int(overlaps.argmax())] = False
             matched += 1
