@@ -5,7 +5,8 @@
     streamer classify IMAGE... [--detect] [--top-k N] [--json]
     streamer draw IMAGE -o OUT.png
     streamer run SOURCE... [--jsonl FILE]
-    streamer serve [SOURCE...] [--host H] [--port P] [--token T]
+    streamer serve [SOURCE...] [--host H] [--port P] [--token T] [--ray ADDRESS]
+    streamer cluster stop --ray ADDRESS
     streamer annotate INPUT... [-o OUTPUT] [--jsonl R.jsonl] [--csv R.csv] [--every N] [--start S] [--end S]
     streamer eval DATASET [-o OUTDIR]
     streamer models list
@@ -37,7 +38,8 @@ from typing import Any, TextIO
 import cv2
 
 from streamer.annotation import command as annotation
-from streamer.config import Config, load_config
+from streamer.cluster.front import ClusterRuntime
+from streamer.config import Config, StreamSpec, load_config
 from streamer.errors import ConfigError, ImageError, StreamerError
 from streamer.evaluation import command as evaluation
 from streamer.events.command import list_events, since_seconds
@@ -49,7 +51,7 @@ from streamer.results import FrameResult
 from streamer.runtime import Runtime
 from streamer.server.app import ServerConfig, StreamerServer
 from streamer.sinks.jsonl import JsonlWriter
-from streamer.sources import open_sources
+from streamer.sources import default_stream_id, open_sources
 from streamer.sources.images import read_image
 from streamer.tasks import STAGES, Classifier
 from streamer.vision.draw import draw_result, object_label
@@ -136,6 +138,15 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--loop", action="store_true", help="repeat files forever, like cameras")
     serve.add_argument("--no-events", action="store_true", help="do not record events ([storage] events = false)")
     serve.add_argument("--mqtt", metavar="URL", help="publish to this broker: mqtt://user:pass@host:1883, mqtts://...")
+    serve.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run the streams on a Ray cluster: auto, local, ray://host:port or host:port ([cluster] ray)",
+    )
+
+    cluster = commands.add_parser("cluster", parents=[common], help="the camera groups on a Ray cluster")
+    cluster.add_argument("cluster_command", choices=["stop"], help="stop: stop every camera group and its streams")
+    cluster.add_argument("--ray", metavar="ADDRESS", help="the cluster: auto, ray://host:port or host:port")
 
     events = commands.add_parser("events", parents=[common], help="list the recorded events, newest first")
     events.add_argument("--stream", help="only this stream's")
@@ -369,19 +380,35 @@ def _server_config(config: Config) -> ServerConfig:
 
 def _serve(args: argparse.Namespace, config: Config) -> int:
     server_config = _server_config(config)
-    sources = open_sources(args.sources, realtime=True, loop=args.loop)
-    runtime = Runtime(
-        config,
-        stages=args.stages,
-        reread=lambda: load_config(args.config, overrides=_overrides(args)),
-        events=False if args.no_events else None,
-        mqtt=config.mqtt_config(args.mqtt),
-    )
-    if runtime.provider == "CPUExecutionProvider" and config["device"] == "auto":
-        log.info("running on CPU: %s", cuda_status() or "the CUDA provider is not available")
-    for source in sources:
-        runtime.add_source(source)
-    server = StreamerServer(server_config, runtime)
+    cluster = config.cluster_config(args.ray)
+    runtime: Runtime | ClusterRuntime
+    if cluster is not None:  # the streams run on the cluster's camera groups; this process is the front
+        specs = [StreamSpec(id=default_stream_id(source), source=source, loop=args.loop) for source in args.sources]
+        runtime = ClusterRuntime(
+            config,
+            cluster,
+            stages=args.stages,
+            streams=specs,
+            reread=lambda: load_config(args.config, overrides=_overrides(args)),
+            events=False if args.no_events else None,
+            mqtt=config.mqtt_config(args.mqtt),
+        )
+        server = StreamerServer(server_config, runtime)
+        runtime.start()  # connects (a ClusterError names an unreachable address) before serving
+    else:
+        sources = open_sources(args.sources, realtime=True, loop=args.loop)
+        runtime = Runtime(
+            config,
+            stages=args.stages,
+            reread=lambda: load_config(args.config, overrides=_overrides(args)),
+            events=False if args.no_events else None,
+            mqtt=config.mqtt_config(args.mqtt),
+        )
+        if runtime.provider == "CPUExecutionProvider" and config["device"] == "auto":
+            log.info("running on CPU: %s", cuda_status() or "the CUDA provider is not available")
+        for source in sources:
+            runtime.add_source(source)
+        server = StreamerServer(server_config, runtime)
 
     async def reload() -> None:
         try:
@@ -405,7 +432,8 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
         loop.add_signal_handler(signal.SIGHUP, on_hangup)
         async with server:  # logs "serving on URL"; print it too, for scripts reading stdout
             print(f"streamer: serving on {server.url}", flush=True)
-            runtime.start()
+            if cluster is None:
+                runtime.start()
             try:
                 await stop.wait()
                 log.info("stopping (SIGTERM)")
@@ -416,6 +444,17 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
         asyncio.run(main())
     except KeyboardInterrupt:
         log.info("stopped")
+    return 0
+
+
+def _cluster(args: argparse.Namespace, config: Config) -> int:
+    """``streamer cluster stop``: stop every camera group of the namespace (their streams end)."""
+    cluster = config.cluster_config(args.ray)
+    if cluster is None:
+        raise ConfigError("streamer cluster stop needs the cluster's address: --ray ADDRESS or [cluster] ray")
+    front = ClusterRuntime(config, cluster, events=False)
+    stopped = front.stop_groups()
+    print(f"stopped {len(stopped)} camera groups: {', '.join(stopped) or 'none'}")
     return 0
 
 
@@ -472,6 +511,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args, config)
         if args.command == "serve":
             return _serve(args, config)
+        if args.command == "cluster":
+            return _cluster(args, config)
         if args.command == "annotate":
             return annotation.run(args, config)
         if args.command == "eval":

@@ -21,6 +21,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+from streamer.cluster.options import ClusterConfig
 from streamer.errors import ConfigError, InputNotFoundError
 from streamer.events.clips import ClipConfig
 from streamer.events.store import EventStore
@@ -194,6 +195,16 @@ SCHEMA: dict[str, dict[str, Kind]] = {
         "discovery_prefix": _STR,
         "labels": _NAMES,
     },
+    "cluster": {
+        "ray": _OPTIONAL_STR,
+        "streams_per_actor": _INT,
+        "actors": _INT,
+        "actor_cpus": _FLOAT,
+        "actor_gpus": Kind(float, optional=True),
+        "namespace": _STR,
+        "lost_after_s": _FLOAT,
+        "outbox": _INT,
+    },
     "storage": {
         "dir": _STR,
         "events": Kind(bool),
@@ -246,6 +257,12 @@ DEFAULTS: dict[str, Any] = {
     "mqtt.discovery": True,
     "mqtt.discovery_prefix": "homeassistant",
     "mqtt.labels": ("person", "car", "bicycle", "motorbike", "bus", "truck", "dog", "cat"),
+    "cluster.streams_per_actor": 4,
+    "cluster.actors": 1,
+    "cluster.actor_cpus": 1.0,
+    "cluster.namespace": "streamer",
+    "cluster.lost_after_s": 3.0,
+    "cluster.outbox": 2048,
     "storage.dir": "~/.local/share/streamer",
     "storage.events": True,
     "storage.retain_days": 10.0,
@@ -339,7 +356,7 @@ def _streams(raw: object, origin: str) -> tuple[StreamSpec, ...]:
     return specs
 
 
-SECRETS = frozenset({"token", "mqtt.password", "mqtt.url"})  # their values never appear in an error
+SECRETS = frozenset({"token", "mqtt.password", "mqtt.url", "cluster.ray"})  # their values never appear in an error
 
 
 def _scalar(key: str, raw: Any, kind: Kind, origin: str) -> Any:
@@ -538,6 +555,22 @@ class Config:
         if self["mqtt.host"]:
             return MqttConfig(host=self["mqtt.host"], tls=self["mqtt.tls"], **given, **common)
         return None
+
+    def cluster_config(self, address: str | None = None) -> ClusterConfig | None:
+        """``[cluster]``, with ``address`` (``--ray``) over ``cluster.ray``; ``None``: no cluster (one process)."""
+        address = address or self["cluster.ray"]
+        if not address:
+            return None
+        return ClusterConfig(
+            address=address,
+            streams_per_actor=self["cluster.streams_per_actor"],
+            actors=self["cluster.actors"],
+            actor_cpus=self["cluster.actor_cpus"],
+            actor_gpus=self["cluster.actor_gpus"],
+            namespace=self["cluster.namespace"],
+            lost_after_s=self["cluster.lost_after_s"],
+            outbox=self["cluster.outbox"],
+        )
 
     def clip_config(self) -> ClipConfig:
         """How event clips are cut (``[storage] pre_capture_s`` and ``post_capture_s``)."""

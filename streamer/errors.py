@@ -12,7 +12,8 @@ own tree still catch the right thing::
      ├── SourceError          (OSError)           a camera or stream that cannot be opened or read
      ├── ModelError           (ValueError)        a model that contradicts its declaration
      │    └── WeightsIntegrityError               a weights file whose sha256 is not the expected one
-     └── DeviceUnavailableError (RuntimeError)    an execution device asked for that cannot load
+     ├── DeviceUnavailableError (RuntimeError)    an execution device asked for that cannot load
+     └── ClusterError         (ConnectionError)   a Ray cluster that cannot be reached, a camera group that cannot start
 
 Messages name the input (file, key, value) and say what would fix it.
 """
@@ -20,6 +21,7 @@ Messages name the input (file, key, value) and say what would fix it.
 from __future__ import annotations
 
 __all__ = [
+    "ClusterError",
     "ConfigError",
     "DeviceUnavailableError",
     "ImageError",
@@ -71,3 +73,8 @@ class WeightsIntegrityError(ModelError):
 
 class DeviceUnavailableError(StreamerError, RuntimeError):
     """The execution device that was asked for cannot be used on this machine."""
+
+
+class ClusterError(StreamerError, ConnectionError):
+    """A Ray cluster that cannot be reached (the message names its address, credentials redacted), or a
+    camera group that cannot start on it."""

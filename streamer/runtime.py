@@ -48,7 +48,7 @@ from streamer.sources.pyav import PyAVSource
 from streamer.tracking.objects import ObjectTracker
 from streamer.tracking.zones import geometry
 
-__all__ = ["Runtime"]
+__all__ = ["Runtime", "mqtt_bus"]
 
 OnResult = Callable[[FrameResult, Frame], None]
 OnFrame = Callable[[Frame], None]
@@ -87,6 +87,7 @@ class Runtime:
         self._on_frame: list[OnFrame] = []
         self._frames_wanted: list[Callable[[str], bool] | None] = []
         self._on_event: list[OnEvent] = []
+        self._on_end: list[Callable[[str], None]] = []
         self._specs: dict[str, StreamSpec] = {}
         self._track_ids: dict[str, Iterator[int]] = {}  # per stream id, for the run: ids are never reused
         self._counts: dict[str, Any] = {}
@@ -110,19 +111,7 @@ class Runtime:
             self._on_result.append(self._recorder.on_result)
         self.bus: Bus | None = None
         if mqtt is not None:
-            bus: Bus | None = None
-
-            def command(topic: str, payload: str) -> None:
-                if bus is not None:
-                    bus.on_command(topic, payload)
-
-            self.bus = bus = Bus(
-                MqttPublisher(mqtt, on_command=command),
-                stats=self.stats,
-                set_detect=self.set_detect,
-                snapshot=self.events.snapshot if self.events is not None else None,
-                discovery_prefix=config["mqtt.discovery_prefix"] if config["mqtt.discovery"] else None,
-            )
+            self.bus = bus = mqtt_bus(config, mqtt, self.stats, self.set_detect, self.events)
             self._on_result.append(bus.on_result)
             self._on_event.append(bus.on_event)
         self.pipeline = Pipeline(
@@ -185,10 +174,16 @@ class Runtime:
         for callback in self._on_result:
             callback(result, frame)
 
+    def subscribe_ends(self, on_end: Callable[[str], None]) -> None:
+        """Call ``on_end(stream_id)`` when a stream's source ended and its last result was delivered."""
+        self._on_end.append(on_end)
+
     def _ended(self, stream_id: str) -> None:
         """A stream's source ended and its last result was delivered: its open events end."""
         if self._recorder is not None:
             self._recorder.end_stream(stream_id)
+        for callback in self._on_end:
+            callback(stream_id)
 
     def _frame(self, frame: Frame) -> None:
         if self._frame_clips is not None and frame.stream_id not in self._packets:
@@ -198,10 +193,16 @@ class Runtime:
 
     # streams
 
-    def add_stream(self, spec: StreamSpec) -> None:
-        """Open ``spec``'s source and add it; a :class:`StreamExistsError` if the id is taken."""
+    def add_stream(self, spec: StreamSpec, *, first_track_id: int | None = None) -> None:
+        """Open ``spec``'s source and add it; a :class:`StreamExistsError` if the id is taken.
+
+        ``first_track_id``: its tracks' ids start there (a stream moved from a lost Ray camera group
+        gets ids its old tracks never had); ``None``: they go on from this runtime's last one (1 at first).
+        """
         if spec.id in self.pipeline.stream_ids:
             raise StreamExistsError(f"stream id {spec.id!r} is already running; pick another id or remove it first")
+        if first_track_id is not None:
+            self._track_ids[spec.id] = itertools.count(first_track_id)
         source = open_source(
             spec.source, stream_id=spec.id, realtime=spec.realtime, loop=spec.loop, decoder=spec.decoder
         )
@@ -294,10 +295,12 @@ class Runtime:
         """Whether results carry objects (``detect`` or ``cascade``)."""
         return self._stages != "classify"
 
-    def reload(self) -> list[ModelInfo]:
-        """Re-read ``[classifier]`` and ``[detector]``, load the new models beside the old ones and switch
-        between two batches. On any error the old models keep running and the error says why."""
-        config = self._reread() if self._reread is not None else self.config
+    def reload(self, config: Config | None = None) -> list[ModelInfo]:
+        """Re-read ``[classifier]`` and ``[detector]`` (from ``config``; ``None``: re-read as told on
+        creation), load the new models beside the old ones and switch between two batches. On any error
+        the old models keep running and the error says why."""
+        if config is None:
+            config = self._reread() if self._reread is not None else self.config
         models = self.backend.reload(config.cascade_config(stages=self._stages))
         self.config = config
         return models
@@ -336,3 +339,28 @@ class Runtime:
             self.bus.close(timeout)
         if self.events is not None:
             self.events.close()
+
+
+def mqtt_bus(
+    config: Config,
+    mqtt: MqttConfig,
+    stats: Callable[[], list[dict[str, Any]]],
+    set_detect: Callable[[str, bool], bool],
+    events: EventStore | None,
+) -> Bus:
+    """The MQTT bus of a runtime (or a cluster's front): its commands reach ``set_detect``, its snapshot
+    requests ``events``. Subscribe it to the results and events; start and close it with them."""
+    bus: Bus | None = None
+
+    def command(topic: str, payload: str) -> None:
+        if bus is not None:
+            bus.on_command(topic, payload)
+
+    bus = Bus(
+        MqttPublisher(mqtt, on_command=command),
+        stats=stats,
+        set_detect=set_detect,
+        snapshot=events.snapshot if events is not None else None,
+        discovery_prefix=config["mqtt.discovery_prefix"] if config["mqtt.discovery"] else None,
+    )
+    return bus

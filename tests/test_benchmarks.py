@@ -25,6 +25,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
         ("bench_mqtt.py", ["--events", "50", "--rounds", "2", "--passes", "2"], "publish cost per event"),
         ("bench_gpu.py", ["--quick"], "ratio graph / cpu"),
         ("bench_int8.py", ["--quick"], "ratio int8 / fp32 cascade"),
+        ("bench_ray.py", ["--quick"], "ratio 1 actor / in-process"),
         (
             "bench_tracking.py",
             ["--smoke", "--rounds", "1", "--frames", "30", "--seeds", "1", "--steady", "12", "--passes", "2"],

@@ -30,7 +30,7 @@ from typing import Any
 
 from streamer.results import FrameResult, Label
 
-__all__ = ["Event", "EventMachine", "EventState"]
+__all__ = ["Event", "EventMachine", "EventState", "end_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,3 +269,9 @@ class EventMachine:
 
 def _end(entry: _Open, reason: str) -> Event:
     return Event(entry.id, "end", (reason,), entry.state, entry.state, snapshot=False)
+
+
+def end_of(event: Event, reason: str = "stream") -> Event:
+    """The ``end`` of ``event``'s track as last known from ``event`` (a machine that made it is gone:
+    a camera group on a lost Ray node)."""
+    return Event(event.id, "end", (reason,), event.after, event.after, snapshot=False)

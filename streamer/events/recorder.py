@@ -5,6 +5,7 @@ Call order::
     recorder = EventRecorder(store, publish=..., on_event=...)
     recorder.start()                      # ends events a previous run left open, starts the thread
     recorder.on_result(result, frame)     # on the dispatcher thread, per result; never blocks, never raises
+    recorder.put(event, frame)            # or: events made elsewhere (a Ray camera group)
     recorder.end_stream(stream)           # when a stream stops
     recorder.close()                      # ends the open events, drains the queue, stops the thread
     store.close()                         # the store's owner closes it, not the recorder
@@ -25,7 +26,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from streamer.events.machine import Event, EventMachine
 from streamer.events.store import EventStore
@@ -101,6 +102,13 @@ class EventRecorder:
             log.exception("event recorder: could not process a result of stream %r", result.stream)
             self.failed += 1
 
+    def put(self, event: Event, frame: Frame | None = None) -> None:
+        """Queue an event made elsewhere (a Ray camera group's machine) with its frame (the snapshot, when
+        ``event.snapshot``); dropped like the others when the queue is full, but ends never are."""
+        with self._cond:
+            if not self._closed:
+                self._put(event, frame, keep=event.kind == "end")
+
     def end_stream(self, stream: str) -> None:
         """End ``stream``'s open events (queued like the others, never dropped)."""
         try:
@@ -122,12 +130,13 @@ class EventRecorder:
         self._queue.append((event, frame))
         self._cond.notify()
 
-    def start(self) -> None:
-        """End the events a previous run left open, then start the thread (once)."""
+    def start(self, *, keep_open: Collection[str] = ()) -> None:
+        """End the events a previous run left open, but those of the streams in ``keep_open`` (still
+        running on a Ray camera group), then start the thread (once)."""
         if self._thread is not None:
             raise RuntimeError("EventRecorder.start() was already called")
         try:
-            closed = self._store.end_open()
+            closed = self._store.end_open(keep=keep_open)
             if closed:
                 log.info("event recorder: ended %d events left open by a previous run", closed)
         except Exception:

@@ -35,7 +35,7 @@ import re
 import sqlite3
 import threading
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -286,13 +286,17 @@ class EventStore:
         if not updated:
             path.unlink(missing_ok=True)
 
-    def end_open(self) -> int:
-        """Mark events a previous run left open (it stopped without ending them) as ended when last seen.
+    def end_open(self, *, keep: Collection[str] = ()) -> int:
+        """Mark events a previous run left open (it stopped without ending them) as ended when last seen,
+        but those of the streams in ``keep`` (still running elsewhere: a Ray camera group).
         The recorder calls this once before recording; returns how many."""
+        kept = sorted(set(keep))
+        where = "end_time IS NULL" + (f" AND stream NOT IN ({', '.join('?' * len(kept))})" if kept else "")
         with self._write_lock:
             cursor = self._writer.execute(
                 "UPDATE events SET end_time = last_seen, "
-                "data = json_set(data, '$.end_time', last_seen, '$.kind', 'end') WHERE end_time IS NULL"
+                f"data = json_set(data, '$.end_time', last_seen, '$.kind', 'end') WHERE {where}",
+                kept,
             )
             return cursor.rowcount
 

@@ -63,6 +63,7 @@ from streamer.server.websocket import WebSocketChannel
 from streamer.sources.images import DEFAULT_LIMITS, ImageLimits
 
 if TYPE_CHECKING:
+    from streamer.cluster.front import ClusterRuntime
     from streamer.runtime import Runtime
 
 __all__ = ["ServerConfig", "StreamerServer", "build_app"]
@@ -153,7 +154,7 @@ class StreamerServer:
     they go nowhere.
     """
 
-    def __init__(self, config: ServerConfig, runtime: Runtime) -> None:
+    def __init__(self, config: ServerConfig, runtime: Runtime | ClusterRuntime) -> None:
         self.config = config
         self.runtime = runtime
         self.metrics = ServerMetrics(

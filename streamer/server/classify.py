@@ -34,6 +34,7 @@ from streamer.results import FrameResult
 from streamer.sources.images import ImageLimits, decode_image
 
 if TYPE_CHECKING:
+    from streamer.cluster.front import ClusterRuntime
     from streamer.runtime import Runtime
 
 __all__ = ["DECODED_AT_ONCE", "Answer", "Busy", "ClassifyService"]
@@ -58,11 +59,10 @@ class Answer:
     seconds: float = 0.0
 
 
-
 class ClassifyService:
     """Admits classify requests (at most ``max_pending`` at once) and answers their images through ``runtime``."""
 
-    def __init__(self, runtime: Runtime, *, max_pending: int, limits: ImageLimits) -> None:
+    def __init__(self, runtime: Runtime | ClusterRuntime, *, max_pending: int, limits: ImageLimits) -> None:
         self.runtime = runtime
         self.max_pending = max_pending
         self.limits = limits

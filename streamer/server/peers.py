@@ -31,6 +31,7 @@ from streamer.server.webrtc import FrameTrack, answer_offer
 from streamer.sources.webrtc import TrackSource
 
 if TYPE_CHECKING:
+    from streamer.cluster.front import ClusterRuntime
     from streamer.runtime import Runtime
 
 __all__ = ["Connection", "Peers"]
@@ -83,7 +84,7 @@ class Peers:
     def __init__(
         self,
         limits: PeerLimits,
-        runtime: Runtime,
+        runtime: Runtime | ClusterRuntime,
         hub: Hub,
         visible: Callable[[Client | None], list[dict[str, Any]]],
     ) -> None:
@@ -272,7 +273,7 @@ class Peers:
         return wire.encode("answer", stream=stream, sdp=sdp)
 
 
-async def _remove_stream(runtime: Runtime, stream: str) -> None:
+async def _remove_stream(runtime: Runtime | ClusterRuntime, stream: str) -> None:
     """Remove a camera's stream from the runtime, off the event loop (stopping a source joins its thread)."""
     try:
         await asyncio.to_thread(runtime.remove_stream, stream)
