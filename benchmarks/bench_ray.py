@@ -49,6 +49,7 @@ import argparse
 import contextlib
 import json
 import logging
+import socket
 import sys
 import tempfile
 import time
@@ -63,7 +64,12 @@ from ray import serve
 # Run as a script, sys.path starts at benchmarks/: put the repo root first so `streamer` imports.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from streamer.cluster.front import ClusterRuntime
+from streamer.cluster.options import ClusterConfig
+from streamer.cluster.outbox import Batch
+from streamer.config import StreamSpec, load_config
 from streamer.results import Category, Detection, Detections, FrameResult
+from streamer.server import wire
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 FRAME_SHAPE = (1080, 1920, 3)
@@ -75,15 +81,7 @@ MATMUL_SIZE = 256
 
 def result_dict() -> dict[str, Any]:
     """The wire dict of a FrameResult of a 1080p frame with 5 detected, classified, tracked objects."""
-    cat = Category(281, "tabby", "tabby cat", 0.82)
-    objects = Detections.of(
-        [
-            Detection((100.0 + 200 * i, 200.0, 260.0 + 200 * i, 420.0), 15, "cat", 0.9 - 0.1 * i, (cat,), track_id=i)
-            for i in range(5)
-        ]
-    )
-    timings = {"decode": 4.1, "preprocess": 2.3, "inference": 18.7, "age": 31.2}
-    return FrameResult(1920, 1080, objects=objects, timings_ms=timings, stream="cam0", frame=1).to_dict()
+    return _result("cam0", 1).to_dict()
 
 
 def infer(x: np.ndarray, result: dict[str, Any]) -> dict[str, Any]:
@@ -309,6 +307,142 @@ def scaling(args: argparse.Namespace) -> None:
     )
 
 
+@ray.remote(num_cpus=0.25)
+class Firehose:
+    """A stand-in camera group for ``front_intake``: every ``take`` answers ``per_batch`` ready results at once."""
+
+    def __init__(self, streams: list[str], per_batch: int) -> None:
+        self._streams = streams
+        self._results = [_result(streams[i % len(streams)], i) for i in range(per_batch)]
+
+    def specs(self) -> list[StreamSpec]:
+        return [StreamSpec(id=stream, source=f"synthetic://{stream}") for stream in self._streams]
+
+    def ready(self) -> dict[str, Any]:
+        return {"provider": "synthetic", "host": socket.gethostname(), "pid": os.getpid()}
+
+    def models(self) -> list[Any]:
+        return []
+
+    def take(self, after: int, watched: list[str], timeout: float) -> Batch:
+        items = [(after + 1 + i, ("result", result)) for i, result in enumerate(self._results)]
+        return Batch(items=items, last=after + len(items), info={"stats": [], "tracks": {}})
+
+
+def _result(stream: str, index: int) -> FrameResult:
+    """A FrameResult of a 1080p frame with 5 tracked, classified objects."""
+    cat = Category(281, "tabby", "tabby cat", 0.82)
+    objects = Detections.of(
+        [
+            Detection((100.0 + 200 * i, 200.0, 260.0 + 200 * i, 420.0), 15, "cat", 0.9 - 0.1 * i, (cat,), track_id=i)
+            for i in range(5)
+        ]
+    )
+    timings = {"decode": 4.1, "preprocess": 2.3, "inference": 18.7, "age": 31.2}
+    return FrameResult(1920, 1080, objects=objects, timings_ms=timings, stream=stream, frame=index)
+
+
+def front_intake(args: argparse.Namespace) -> None:
+    """Results per second one front (ClusterRuntime, its poll threads and a subscriber) takes in from 1, 2 and 4
+    groups that always have results ready: the front's own ceiling, apart from the models."""
+    print(
+        f"front intake: results/s a front takes in from groups that always have {args.per_batch} results ready, "
+        f"{args.seconds:g} s a run (load average {os.getloadavg()[0]:.2f} before)",
+        flush=True,
+    )
+    print("  groups  subscriber            results/s  per result us")
+    config = load_config(env={}, overrides={"device": "cpu"})
+    for groups in args.actors:
+        for encode in (False, True):
+            hoses = [
+                Firehose.options(name=f"group-{i + 1}").remote(  # type: ignore[attr-defined]
+                    [f"g{i}s{j}" for j in range(8)], args.per_batch
+                )
+                for i in range(groups)
+            ]
+            ray.get([hose.ready.remote() for hose in hoses], timeout=CALL_TIMEOUT_S)
+            taken = [0]
+
+            def count(result: FrameResult, frame: Any, encode: bool = encode, taken: list[int] = taken) -> None:
+                if encode:  # what the server does with each result for its /ws clients
+                    wire.encode("result", result=result.to_dict())
+                taken[0] += 1
+
+            front = ClusterRuntime(config, ClusterConfig(address="auto", namespace="bench_ray", actors=0), events=False)
+            front.subscribe(count)
+            front.start()
+            time.sleep(min(1.0, args.seconds / 3))  # the poll threads reach their pace
+            begin, start_count = time.perf_counter(), taken[0]
+            time.sleep(args.seconds)
+            rate = (taken[0] - start_count) / (time.perf_counter() - begin)
+            front.stop()
+            for hose in hoses:
+                ray.kill(hose)
+            label = "counts + wire encode" if encode else "counts only"
+            print(f"  {groups:>6}  {label:<20} {rate:10.0f} {1e6 / rate:14.1f}", flush=True)
+
+
+def recovery(args: argparse.Namespace) -> None:
+    """A worker node lost under four live streams: seconds until each moved stream gives a result again."""
+    from ray.cluster_utils import Cluster
+
+    street = str(Path(__file__).resolve().parents[1] / "samples" / "street.mp4")
+    names = [f"cam{i + 1}" for i in range(4)]
+    print(
+        "recovery: a head (no CPUs) and 2 worker nodes, 2 camera groups, 4 streams of samples/street.mp4 (realtime, "
+        "inference_fps 2, detect); the node of cam1's group removed (load average "
+        f"{os.getloadavg()[0]:.2f} before)",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="ray-", dir="/tmp", ignore_cleanup_errors=True) as tmp:
+        store = 100 * 2**20
+        head = {"num_cpus": 0, "include_dashboard": False, "temp_dir": tmp, "object_store_memory": store}
+        cluster = Cluster(initialize_head=True, head_node_args=head)
+        front = None
+        try:
+            for _ in range(2):
+                cluster.add_node(num_cpus=2, object_store_memory=store)
+            config = load_config(env={}, overrides={"device": "cpu", "stages": "detect", "threads": 1})
+            options = ClusterConfig(address=cluster.address, actors=2, lost_after_s=2.0, namespace="bench_recovery")
+            streams = [StreamSpec(id=name, source=street, loop=True, inference_fps=2) for name in names]
+            front = ClusterRuntime(config, options, streams=streams, events=False)
+            last: dict[str, float] = {}
+            front.subscribe(lambda result, frame: last.__setitem__(result.stream, time.monotonic()))
+            front.start()
+            deadline = time.monotonic() + args.limit
+            while len(last) < len(names) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            rows = {row["stream"]: row for row in front.stats()}
+            moved = sorted(name for name, row in rows.items() if row.get("group") == rows["cam1"].get("group"))
+            node = next(n for n in cluster.worker_nodes if n.node_id == rows["cam1"]["node_id"])
+            killed = time.monotonic()
+            cluster.remove_node(node, allow_graceful=False)
+            back: dict[str, float] = {}
+            noticed: float | None = None  # when the front declared the group lost (the actor may outlive its raylet)
+            while len(back) < len(moved) and time.monotonic() < killed + args.limit:
+                if noticed is None and front.lost:
+                    noticed = time.monotonic()
+                if noticed is not None:
+                    back.update({name: last[name] - killed for name in moved if last.get(name, 0.0) > noticed})
+                time.sleep(0.05)
+            rows = {row["stream"]: row for row in front.stats()}
+            seen = f"{noticed - killed:.1f} s" if noticed is not None else "never"
+            print(f"  killed the node of {', '.join(moved)}; the front found its group lost after {seen}", flush=True)
+            for name in moved:
+                took = f"{back[name]:.1f} s" if name in back else f"not within {args.limit:g} s"
+                print(
+                    f"  {name}: moved to {rows[name].get('group')}, results again after {took}, "
+                    f"reconnects {rows[name].get('reconnects')}",
+                    flush=True,
+                )
+            if back:
+                print(f"  recovery: slowest moved stream {max(back.values()):.1f} s (target <= 10 s)", flush=True)
+        finally:
+            if front is not None:
+                front.stop(keep_groups=False)
+            cluster.shutdown()  # type: ignore[no-untyped-call]
+
+
 @contextlib.contextmanager
 def local_ray(cores: int) -> Iterator[None]:
     """A fresh local Ray instance (session files in a temporary folder) for the ``with`` body; Serve and Ray are
@@ -342,6 +476,7 @@ def main() -> None:
     parser.add_argument("--actors", type=int, nargs="+", default=[1, 2, 4], help="actor counts scaled over")
     parser.add_argument("--model-ms", type=float, default=20.0, help="the synthetic model's cost per frame")
     parser.add_argument("--limit", type=float, default=60.0, help="seconds a section may take at most")
+    parser.add_argument("--per-batch", type=int, default=64, help="results a stand-in group answers per take")
     args = parser.parse_args()
     if args.quick:
         args.calls, args.seconds, args.rounds, args.limit = 20, 1.0, 1, 20.0
@@ -351,6 +486,11 @@ def main() -> None:
     with local_ray(os.cpu_count() or 1):
         overhead(args)
         scaling(args)
+        front_intake(args)
+    if args.quick:
+        print("recovery: not in --quick (it starts a 3-node cluster; tests/cluster covers the fault itself)")
+    else:
+        recovery(args)
 
 
 if __name__ == "__main__":

@@ -62,17 +62,20 @@ POLL_S = 0.5
 START_S = 180.0
 #: seconds a call to a group may take (add, remove, stats, ...).
 CALL_S = 60.0
+#: seconds between two tries to place a stream that lost its group.
+RETRY_S = 2.0
 
 
-def connect(cluster: ClusterConfig) -> Any:
-    """Connect this process to ``cluster`` (``local``: start one here) and return the ``ray`` module.
-    A :class:`ClusterError` naming the address (credentials redacted) when it cannot be reached."""
+def connect(cluster: ClusterConfig) -> tuple[Any, bool]:
+    """Connect this process to ``cluster`` (``local``: start one here); the ``ray`` module and whether
+    this call connected (``False``: the process already was, and stays so). A :class:`ClusterError`
+    naming the address (credentials redacted) when it cannot be reached."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # Ray never phones home from here
     import ray
 
     address = redact_address(cluster.address)
     if ray.is_initialized():
-        return ray
+        return ray, False
     _probe(cluster.address)
     try:
         if cluster.address == "local":
@@ -85,7 +88,7 @@ def connect(cluster: ClusterConfig) -> Any:
             f"cannot reach the Ray cluster at {address}: {detail[0] if detail else type(exc).__name__}; "
             "start it (ray start --head) or fix --ray / [cluster] ray"
         ) from None
-    return ray
+    return ray, True
 
 
 def _probe(address: str, timeout: float = 5.0) -> None:
@@ -151,6 +154,7 @@ class ClusterRuntime:
         self._lock = threading.RLock()
         self._stopping = threading.Event()
         self._ray: Any = None
+        self._connected = False  # whether start() connected this process (then stop() disconnects)
         self._groups: dict[str, _Group] = {}
         self._names: set[str] = set()  # every group name this front has used or seen
         self._specs: dict[str, StreamSpec] = {}
@@ -159,6 +163,9 @@ class ClusterRuntime:
         self._moves: dict[str, int] = {}  # stream -> times moved to another group
         self._tracks: dict[str, int] = {}  # stream -> highest track id known
         self._open: dict[str, dict[str, Event]] = {}  # stream -> its open events, as last known
+        self._homeless: list[str] = []  # streams whose group was lost, to place again
+        self._wake = threading.Event()
+        self._supervisor: threading.Thread | None = None
         self._counts: dict[str, Any] = {}
         self._pending = [*config["streams"], *streams]
         self._provider = ""
@@ -203,7 +210,8 @@ class ClusterRuntime:
     def start(self) -> None:
         """Connect, re-attach to the groups already running in the namespace, start the missing ones and
         place the streams not running yet."""
-        self._ray = ray = connect(self.cluster)
+        ray, self._connected = connect(self.cluster)
+        self._ray = ray
         names = sorted(name for name in ray.util.list_named_actors() if is_group_name(name))
         self._names.update(names)
         for name in names:
@@ -218,6 +226,8 @@ class ClusterRuntime:
             if spec.id not in self._specs:
                 self.add_stream(spec)
         self._pending = []
+        self._supervisor = threading.Thread(target=self._supervise, name="cluster-supervisor", daemon=True)
+        self._supervisor.start()
 
     def _attach(self, name: str) -> None:
         ray = self._ray
@@ -251,28 +261,31 @@ class ClusterRuntime:
         if not keep_groups:
             for group in groups:
                 self._kill(group.name, close=True)
-        for group in groups:
-            if group.thread is not None:
-                group.thread.join(timeout)
+        self._wake.set()
+        for thread in [group.thread for group in groups] + [self._supervisor]:
+            if thread is not None:
+                thread.join(timeout)
         if self._recorder is not None:
             self._recorder.close(timeout)
         if self.bus is not None:
             self.bus.close(timeout)
         if self.events is not None:
             self.events.close()
-        if self._ray is not None:
+        if self._ray is not None and self._connected:
             self._ray.shutdown()
 
     def stop_groups(self) -> list[str]:
         """Connect, stop every camera group of the namespace (their streams end) and disconnect; their names."""
-        self._ray = ray = connect(self.cluster)
+        ray, connected = connect(self.cluster)
+        self._ray = ray
         try:
             names = sorted(name for name in ray.util.list_named_actors() if is_group_name(name))
             for name in names:
                 self._kill(name, close=True)
             return names
         finally:
-            ray.shutdown()
+            if connected:
+                ray.shutdown()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Until every stream has ended or failed (``True``), or ``timeout`` seconds pass."""
@@ -388,7 +401,8 @@ class ClusterRuntime:
         """A group's stats row as the front shows it: its moves counted as reconnects, where it runs."""
         stream = row["stream"]
         row["reconnects"] = row.get("reconnects", 0) + self._moves.get(stream, 0)
-        row.update(group=group.name, node=group.where.get("host"), pid=group.where.get("pid"))
+        where = group.where
+        row.update(group=group.name, node=where.get("host"), node_id=where.get("node_id"), pid=where.get("pid"))
         return row
 
     def _deliver(self, result: FrameResult) -> None:
@@ -445,13 +459,33 @@ class ClusterRuntime:
                 ended = list(self._open.pop(spec.id, {}).values())
             for event in ended:
                 self._record(end_of(event, "stream"), None)
-        for spec in orphans:
-            if self._stopping.is_set():
-                return
-            try:
-                self._place(spec)
-            except StreamerError as exc:
-                log.error("stream %r could not move to another camera group: %s", spec.id, exc)
+        with self._lock:
+            self._homeless.extend(spec.id for spec in orphans)
+        self._wake.set()
+
+    def _supervise(self) -> None:
+        """Place the streams that lost their group, as soon as one is lost and then every few seconds
+        until they run again (the cluster may need time to free room for them)."""
+        failures: dict[str, str] = {}
+        while not self._stopping.is_set():
+            self._wake.wait(RETRY_S)
+            self._wake.clear()
+            with self._lock:
+                homeless, self._homeless = self._homeless, []
+            for stream in homeless:
+                with self._lock:
+                    spec = self._specs.get(stream)
+                if spec is None or stream in self._where or self._stopping.is_set():
+                    continue  # removed meanwhile, or placed
+                try:
+                    self._place(spec)
+                    failures.pop(stream, None)
+                except Exception as exc:
+                    if failures.get(stream) != str(exc):  # once per new reason, not every retry
+                        log.error("stream %r could not move to another camera group (retrying): %s", stream, exc)
+                    failures[stream] = str(exc)
+                    with self._lock:
+                        self._homeless.append(stream)
 
     # streams
 
@@ -505,13 +539,13 @@ class ClusterRuntime:
     def remove_stream(self, stream_id: str) -> bool:
         """Stop a stream on its group (its open events end); ``False`` if there is none of that id."""
         with self._lock:
-            name = self._where.pop(stream_id, None)
-            if name is None:
+            if self._specs.pop(stream_id, None) is None:
                 return False
-            self._specs.pop(stream_id, None)
+            name = self._where.pop(stream_id, None)  # None: its group was lost and it waits for another
             self._rows.pop(stream_id, None)
             self._counts.pop(stream_id, None)
-            group = self._groups.get(name)
+            self._moves.pop(stream_id, None)
+            group = self._groups.get(name) if name is not None else None
             if group is not None:
                 group.streams.discard(stream_id)
         if group is not None:

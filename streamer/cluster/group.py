@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -103,9 +104,11 @@ class CameraGroup:
     # the front's calls
 
     def ready(self) -> dict[str, Any]:
-        """Where the group runs (``host``, ``pid``) and the ``provider`` its models run on, once they are
-        loaded (the front waits on this)."""
-        return {"provider": self.runtime.provider, "host": socket.gethostname(), "pid": os.getpid()}
+        """Where the group runs (``host``, ``pid``, the Ray ``node_id`` when it runs as an actor) and the
+        ``provider`` its models run on, once they are loaded (the front waits on this)."""
+        ray = sys.modules.get("ray")  # loaded in a Ray worker; never imported here
+        node_id = ray.get_runtime_context().get_node_id() if ray is not None and ray.is_initialized() else None
+        return {"provider": self.runtime.provider, "host": socket.gethostname(), "pid": os.getpid(), "node_id": node_id}
 
     def add(self, spec: StreamSpec, *, first_track_id: int = 1) -> None:
         """Open ``spec``'s source here and run it; its track ids start at ``first_track_id``."""

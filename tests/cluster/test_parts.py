@@ -113,3 +113,20 @@ def test_group_names_are_never_reused() -> None:
     assert group_name([]) == "group-1"
     assert group_name(["group-1", "group-7", "other", "group-x"]) == "group-8"
     assert is_group_name("group-12") and not is_group_name("group-") and not is_group_name("camera")
+
+
+def test_without_a_cluster_nothing_imports_ray() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import streamer.cli, streamer.server.app, streamer.cluster.front, streamer.cluster.group\n"
+        "from streamer.config import load_config\n"
+        "from streamer.cluster.front import ClusterRuntime\n"
+        "from streamer.cluster.options import ClusterConfig\n"
+        "ClusterRuntime(load_config(env={}), ClusterConfig(address='auto'), events=False)\n"
+        "print(sorted(name for name in sys.modules if name == 'ray' or name.startswith('ray.')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]", done.stdout

@@ -9,6 +9,7 @@ process; the checks go through its REST API and ``/ws``. Every wait is bounded.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import signal
@@ -24,7 +25,8 @@ import pytest
 
 from streamer.inference.cascade import DEFAULT_DETECTOR
 from streamer.models import zoo
-from tests.process import Child, child_env, spawn, spawn_streamer
+from tests.mqtt_broker import mosquitto, subscriber
+from tests.process import REPO, Child, child_env, spawn, spawn_streamer
 from tests.required import unavailable
 from tests.rtsp import RtspServer, rtsp_available, rtsp_clip
 
@@ -82,10 +84,10 @@ def _config(tmp_path: Path, cameras: dict[str, str], names: tuple[str, ...]) -> 
     return path
 
 
-def _front(config: Path, address: str, cache_dir: Path) -> Any:
+def _front(config: Path, address: str, cache_dir: Path, *extra: str) -> Any:
     env = child_env(cache_dir, RAY_USAGE_STATS_ENABLED="0")
     return spawn_streamer(
-        "serve", "--config", str(config), "--ray", address, "--port", "0", env=env, serving_timeout=BOUND_S * 2
+        "serve", "--config", str(config), "--ray", address, "--port", "0", *extra, env=env, serving_timeout=BOUND_S * 2
     )
 
 
@@ -101,6 +103,14 @@ def _send(child: Child, method: str, path: str, body: Any = None) -> int:
     )
     with urllib.request.urlopen(request, timeout=60) as answer:
         return int(answer.status)
+
+
+def _post(child: Child, path: str, body: Any) -> Any:
+    request = urllib.request.Request(
+        child.url + path.lstrip("/"), data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        return json.loads(answer.read())
 
 
 def _until(child: Child, condition: Callable[[], bool], what: str) -> None:
@@ -133,18 +143,11 @@ def _results(child: Child, streams: set[str], count: int = 2) -> dict[str, list[
     return asyncio.run(collect())
 
 
-def _raylet_of(cluster: Any, pid: int) -> Any:
-    """The worker node whose raylet started process ``pid`` (a camera group's actor)."""
-    parents = {pid}
-    current = pid
-    for _ in range(8):
-        fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-        current = int(fields[1])
-        parents.add(current)
-    for node in cluster.worker_nodes:
-        if node.all_processes["raylet"][0].process.pid in parents:
-            return node
-    raise AssertionError(f"no worker node runs pid {pid}")
+def _node_of(cluster: Any, node_id: str) -> Any:
+    """The worker node of that Ray node id (where a camera group runs)."""
+    nodes = [node for node in cluster.worker_nodes if node.node_id == node_id]
+    assert len(nodes) == 1, f"no worker node {node_id}"
+    return nodes[0]
 
 
 def _wait_all_on_groups(child: Child, names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
@@ -163,7 +166,11 @@ def test_results_events_and_cameras_added_and_removed_over_rest(
     cluster: Any, cameras: dict[str, str], tmp_path: Path, cache_dir: Path
 ) -> None:
     config = _config(tmp_path, cameras, CAMERAS[:3])
-    with _front(config, cluster.address, cache_dir) as front:
+    with (
+        mosquitto(tmp_path / "mqtt") as broker,
+        subscriber(broker, ["streamer/events", "streamer/cam2/detect/state"]) as mqtt,
+        _front(config, cluster.address, cache_dir, "--mqtt", broker.url) as front,
+    ):
         rows = _wait_all_on_groups(front, CAMERAS[:3])
         assert len({row["group"] for row in rows.values()}) == 2, f"spread over both groups: {rows}"
         assert len({row["pid"] for row in rows.values()}) == 2
@@ -180,6 +187,16 @@ def test_results_events_and_cameras_added_and_removed_over_rest(
         event = _get(front, "/api/events?stream=cam1")[0]
         with urllib.request.urlopen(front.url + f"api/events/{event['id']}/snapshot.jpg", timeout=30) as answer:
             assert answer.read(3) == b"\xff\xd8\xff", "the snapshot crossed from the group to the front's store"
+
+        topic, payload, _ = mqtt.next(BOUND_S)
+        while topic != "streamer/events":
+            topic, payload, _ = mqtt.next(BOUND_S)
+        assert json.loads(payload)["after"]["stream"] in CAMERAS, "the front publishes the groups' events on MQTT"
+
+        image = base64.b64encode((REPO / "samples" / "collage.jpg").read_bytes()).decode()
+        answer = _post(front, "/api/classify", {"records": [{"_base64": image}], "detect": True})
+        assert answer["records"][0]["_status"]["code"] == 200 and answer["records"][0]["objects"], answer
+        assert [m["task"] for m in _get(front, "/api/models")] == ["detector"], "the groups' models"
 
         assert _send(front, "DELETE", "/api/streams/cam4") in (200, 204)
         assert set(_rows(front)) == set(CAMERAS[:3]), "removed from the cluster"
@@ -202,7 +219,7 @@ def test_a_lost_worker_node_moves_its_cameras_to_the_other_group(
         _results(front, set(CAMERAS))
         victim_group = rows["cam1"]["group"]
         moved = {name for name, row in rows.items() if row["group"] == victim_group}
-        node = _raylet_of(cluster, rows["cam1"]["pid"])
+        node = _node_of(cluster, rows["cam1"]["node_id"])
         _until(front, lambda: any(_get(front, f"/api/events?stream={s}") for s in moved), "an event on that node")
         open_before = [e for s in moved for e in _get(front, f"/api/events?stream={s}") if e["end_time"] is None]
 
