@@ -69,6 +69,7 @@ from streamer.cluster.options import ClusterConfig
 from streamer.cluster.outbox import Batch
 from streamer.config import StreamSpec, load_config
 from streamer.results import Category, Detection, Detections, FrameResult
+from streamer.runtime import Runtime
 from streamer.server import wire
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -342,6 +343,51 @@ def _result(stream: str, index: int) -> FrameResult:
     return FrameResult(1920, 1080, objects=objects, timings_ms=timings, stream=stream, frame=index)
 
 
+def group_vs_local(args: argparse.Namespace) -> None:
+    """The real thing end to end: two live streams of samples/street.mp4 detected by the same config in this
+    process (Runtime) and on one camera group actor (ClusterRuntime), in ABBA rounds: results/s at the subscriber."""
+    street = str(Path(__file__).resolve().parents[1] / "samples" / "street.mp4")
+    config = load_config(env={}, overrides={"device": "cpu", "stages": "detect", "threads": 1})
+    streams = [StreamSpec(id=f"cam{i + 1}", source=street, loop=True) for i in range(2)]
+    warm = min(3.0, args.group_seconds / 2)
+    print(
+        f"group vs in-process: 2 live streams of samples/street.mp4, detect, 1 thread, {args.group_seconds:g} s "
+        f"a run after {warm:g} s warm-up, results/s at the subscriber (load average {os.getloadavg()[0]:.2f} before)",
+        flush=True,
+    )
+    rates: dict[str, list[float]] = {"in-process": [], "camera group": []}
+    order = ["in-process", "camera group"]
+    for round_ in range(args.rounds):
+        for where in order if round_ % 2 == 0 else order[::-1]:
+            got = [0]
+
+            def count(result: FrameResult, frame: Any, got: list[int] = got) -> None:
+                got[0] += 1
+
+            runtime: Runtime | ClusterRuntime
+            if where == "in-process":
+                runtime = Runtime(config, streams=streams, events=False)
+            else:
+                options = ClusterConfig(address="auto", namespace="bench_ray", actors=1, actor_cpus=0.5)
+                runtime = ClusterRuntime(config, options, streams=streams, events=False)
+            runtime.subscribe(count)
+            runtime.start()
+            try:
+                time.sleep(warm)
+                begin, first = time.perf_counter(), got[0]
+                time.sleep(args.group_seconds)
+                rates[where].append((got[0] - first) / (time.perf_counter() - begin))
+            finally:
+                if isinstance(runtime, ClusterRuntime):
+                    runtime.stop(keep_groups=False)
+                else:
+                    runtime.stop()
+    local, group = float(np.median(rates["in-process"])), float(np.median(rates["camera group"]))
+    for where, values in rates.items():
+        print(f"  {where:<13} results/s {', '.join(f'{v:.1f}' for v in values)}", flush=True)
+    print(f"  ratio camera group / in-process (median results/s): {group / local:.3f}", flush=True)
+
+
 def front_intake(args: argparse.Namespace) -> None:
     """Results per second one front (ClusterRuntime, its poll threads and a subscriber) takes in from 1, 2 and 4
     groups that always have results ready: the front's own ceiling, apart from the models."""
@@ -477,15 +523,17 @@ def main() -> None:
     parser.add_argument("--model-ms", type=float, default=20.0, help="the synthetic model's cost per frame")
     parser.add_argument("--limit", type=float, default=60.0, help="seconds a section may take at most")
     parser.add_argument("--per-batch", type=int, default=64, help="results a stand-in group answers per take")
+    parser.add_argument("--group-seconds", type=float, default=10.0, help="seconds a group vs in-process run lasts")
     args = parser.parse_args()
     if args.quick:
-        args.calls, args.seconds, args.rounds, args.limit = 20, 1.0, 1, 20.0
+        args.calls, args.seconds, args.rounds, args.limit, args.group_seconds = 20, 1.0, 1, 20.0, 2.0
     if 1 not in args.actors:
         parser.error("--actors must include 1 (the base of the ratios)")
     logging.getLogger("ray.serve").setLevel(logging.WARNING)
     with local_ray(os.cpu_count() or 1):
         overhead(args)
         scaling(args)
+        group_vs_local(args)
         front_intake(args)
     if args.quick:
         print("recovery: not in --quick (it starts a 3-node cluster; tests/cluster covers the fault itself)")

@@ -420,7 +420,7 @@ class ClusterRuntime:
         for callback in self._on_result:
             callback(result, frame)
 
-    def _record(self, event: Event, snapshot: np.ndarray | None) -> None:
+    def _record(self, event: Event, snapshot: bytes | None) -> None:
         stream = event.after.stream
         with self._lock:
             open_events = self._open.setdefault(stream, {})
@@ -429,8 +429,7 @@ class ClusterRuntime:
             else:
                 open_events[event.id] = event
         if self._recorder is not None:
-            frame = None if snapshot is None else Frame(stream, 0, 0.0, snapshot, time.monotonic())
-            self._recorder.put(event, frame)
+            self._recorder.put(event, snapshot)
 
     def _lose(self, group: _Group, why: BaseException) -> None:
         """``group`` is gone: kill it, end its streams' open events, move its streams."""

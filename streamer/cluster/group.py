@@ -6,15 +6,16 @@ detached, named actor; tests run it in-process. Call order::
     group = CameraGroup(config, stages="cascade")   # loads the models, starts the (empty) runtime
     group.add(spec, first_track_id=1)               # opens the source on this node
     batch = group.take(after=0, watched=["cam1"], timeout=0.5)
-    # batch.items: ("result", FrameResult) | ("event", Event, snapshot RGB or None) | ("ended", stream)
+    # batch.items: ("result", FrameResult) | ("event", Event, snapshot JPEG or None) | ("ended", stream)
     # batch.frames: {stream: (index, pts_ms, RGB)} for the watched streams
     group.remove("cam1")                            # its open events end (in the outbox)
     group.close()
 
 The group never writes the event store: its :class:`EventMachine` makes the
-events and the front records them, with the snapshot frame sent along only
-for events that carry one. Frames cross to the front only for the streams it
-says are watched, and only each one's newest.
+events and the front records them, with the snapshot sent along (as the
+store's JPEG, a tenth of the frame's bytes) only for events that carry one.
+Frames cross to the front only for the streams it says are watched, and
+only each one's newest.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import numpy as np
 from streamer.cluster.outbox import Batch, Outbox
 from streamer.config import Config, StreamSpec
 from streamer.events.machine import EventMachine
+from streamer.events.store import snapshot_jpeg
 from streamer.frames import Frame
 from streamer.inference.backend import ModelInfo
 from streamer.results import FrameResult
@@ -85,7 +87,7 @@ class CameraGroup:
             events = self._machine.update(result, self._clock()) if self._machine is not None else []
         self.outbox.put(("result", result))
         for event in events:
-            self.outbox.put(("event", event, frame.image if event.snapshot else None))
+            self.outbox.put(("event", event, snapshot_jpeg(frame.image) if event.snapshot else None))
 
     def _on_frame(self, frame: Frame) -> None:
         if frame.stream_id in self._watched:

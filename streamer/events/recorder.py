@@ -71,7 +71,7 @@ class EventRecorder:
         self._clock = clock
         self._prune_every = max(1, prune_every)
         self._prune_interval_s = prune_interval_s
-        self._queue: deque[tuple[Event, Frame | None]] = deque()
+        self._queue: deque[tuple[Event, Frame | bytes | None]] = deque()
         self._cond = threading.Condition()
         self._last: dict[str, Frame] = {}  # each stream's latest frame, for ends without one (on_event only)
         self._thread: threading.Thread | None = None
@@ -102,12 +102,13 @@ class EventRecorder:
             log.exception("event recorder: could not process a result of stream %r", result.stream)
             self.failed += 1
 
-    def put(self, event: Event, frame: Frame | None = None) -> None:
-        """Queue an event made elsewhere (a Ray camera group's machine) with its frame (the snapshot, when
-        ``event.snapshot``); dropped like the others when the queue is full, but ends never are."""
+    def put(self, event: Event, snapshot: bytes | None = None) -> None:
+        """Queue an event made elsewhere (a Ray camera group's machine) with its snapshot (a JPEG from
+        :func:`~streamer.events.store.snapshot_jpeg`, when ``event.snapshot``); dropped like the others when
+        the queue is full, but ends never are. ``on_event`` is not called for these (it needs the frame)."""
         with self._cond:
             if not self._closed:
-                self._put(event, frame, keep=event.kind == "end")
+                self._put(event, snapshot, keep=event.kind == "end")
 
     def end_stream(self, stream: str) -> None:
         """End ``stream``'s open events (queued like the others, never dropped)."""
@@ -122,7 +123,7 @@ class EventRecorder:
             log.exception("event recorder: could not end stream %r", stream)
             self.failed += 1
 
-    def _put(self, event: Event, frame: Frame | None, *, keep: bool = False) -> None:
+    def _put(self, event: Event, frame: Frame | bytes | None, *, keep: bool = False) -> None:
         """Queue one event (the lock is held). Full: drop the oldest, unless ``keep`` (ends)."""
         if not keep and len(self._queue) >= self._size:
             self._queue.popleft()
@@ -178,9 +179,12 @@ class EventRecorder:
             self._handle(event, frame)
             self._maybe_prune()
 
-    def _handle(self, event: Event, frame: Frame | None) -> None:
+    def _handle(self, event: Event, frame: Frame | bytes | None) -> None:
+        snapshot = None
+        if event.snapshot and frame is not None:
+            snapshot = frame if isinstance(frame, bytes) else frame.image
         try:
-            self._store.record(event, frame.image if event.snapshot and frame is not None else None)
+            self._store.record(event, snapshot)
         except Exception as error:  # disk full, database locked, ...: count it and go on
             log.error("event recorder: could not record event %s of stream %r: %s", event.id, event.after.stream, error)
             self.failed += 1
@@ -189,7 +193,7 @@ class EventRecorder:
         self._since_prune += 1
         if self._publish is not None:
             self._call("publish", event, self._publish, event)
-        if self._on_event is not None and frame is not None:
+        if self._on_event is not None and isinstance(frame, Frame):
             self._call("on_event", event, self._on_event, event, frame)
 
     def _call(self, name: str, event: Event, function: Callable[..., None], *args: object) -> None:

@@ -47,7 +47,7 @@ from streamer.events.machine import Event
 from streamer.results import Category, Detection, Detections, FrameResult
 from streamer.vision.draw import draw_result
 
-__all__ = ["MAX_LIMIT", "EventStore", "StoreError"]
+__all__ = ["MAX_LIMIT", "EventStore", "StoreError", "snapshot_jpeg"]
 
 log = logging.getLogger(__name__)
 
@@ -215,10 +215,11 @@ class EventStore:
 
     # --- writes (one writer connection) ---
 
-    def record(self, event: Event, snapshot: np.ndarray | None = None) -> None:
+    def record(self, event: Event, snapshot: np.ndarray | bytes | None = None) -> None:
         """Insert or update ``event``'s row in one transaction. When ``event.snapshot`` is true and
-        ``snapshot`` (the clean RGB uint8 frame) is given, it becomes ``snapshots/<id>.jpg`` before the
-        commit; otherwise the earlier snapshot stays. Raises OSError or sqlite3.Error when the disk fails."""
+        ``snapshot`` (the clean RGB uint8 frame, or that frame as :func:`snapshot_jpeg` made it elsewhere)
+        is given, it becomes ``snapshots/<id>.jpg`` before the commit; otherwise the earlier snapshot stays.
+        Raises OSError or sqlite3.Error when the disk fails."""
         if not _valid(event.id):
             raise StoreError(f"event id must be 32 lowercase hex digits, got {event.id!r}")
         data = event.to_dict()
@@ -257,17 +258,15 @@ class EventStore:
                 ),
             )
 
-    def _write_jpeg(self, event_id: str, image: np.ndarray) -> int:
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ImageError(f"a snapshot must be an RGB uint8 [H, W, 3] array, got {image.dtype} {list(image.shape)}")
-        ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
-        if not ok:
-            raise ImageError(f"could not encode the snapshot of event {event_id} as JPEG")
+    def _write_jpeg(self, event_id: str, image: np.ndarray | bytes) -> int:
+        encoded = image if isinstance(image, bytes) else snapshot_jpeg(image)
+        if not encoded.startswith(b"\xff\xd8\xff"):
+            raise ImageError(f"the snapshot of event {event_id} is not a JPEG")
         target = self._snapshots / f"{event_id}.jpg"
         temporary = target.with_suffix(".jpg.tmp")
-        temporary.write_bytes(encoded.tobytes())
+        temporary.write_bytes(encoded)
         os.replace(temporary, target)
-        return int(encoded.size)
+        return len(encoded)
 
     def attach_clip(self, event_id: str, path: Path) -> None:
         """Mark ``path`` (a complete file directly in :attr:`clips_dir`) as the event's clip. A clip whose
@@ -470,6 +469,17 @@ class EventStore:
         with self._write_lock, self._read_lock:
             self._reader.close()
             self._writer.close()
+
+
+def snapshot_jpeg(image: np.ndarray) -> bytes:
+    """A clean RGB uint8 frame as the store keeps snapshots: JPEG, quality 90 (a Ray camera group encodes
+    its snapshots so, and sends the front a tenth of the bytes)."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ImageError(f"a snapshot must be an RGB uint8 [H, W, 3] array, got {image.dtype} {list(image.shape)}")
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:
+        raise ImageError(f"could not encode a {image.shape[1]}x{image.shape[0]} snapshot as JPEG")
+    return encoded.tobytes()
 
 
 def _row(data: str, has_snapshot: int, has_clip: int, snapshot: str | None) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 
@@ -66,7 +67,9 @@ def test_a_group_sends_results_events_with_snapshots_and_frames_of_watched_strea
     assert events, "the collage's objects are tracked into events"
     for event, snapshot in events:
         if event.snapshot:
-            assert isinstance(snapshot, np.ndarray) and snapshot.shape == (240, 320, 3), "the snapshot travels along"
+            assert isinstance(snapshot, bytes) and snapshot.startswith(b"\xff\xd8\xff"), "the snapshot, as JPEG"
+            decoded = cv2.imdecode(np.frombuffer(snapshot, np.uint8), cv2.IMREAD_COLOR)
+            assert decoded.shape == (240, 320, 3)
         else:
             assert snapshot is None, "frames travel only for snapshots"
     assert set(frames) == {"cam"}, "frames of the watched stream only"
