@@ -41,6 +41,7 @@ import os
 # Before numpy and Ray load: no usage reports, and one BLAS/OpenMP thread per process (the driver, and the Ray
 # workers, which inherit this environment from the raylet started below).
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # one machine: every Ray address is 127.0.0.1
 os.environ["OMP_NUM_THREADS"] = "1"
 os.environ["OPENBLAS_NUM_THREADS"] = "1"
 os.environ["MKL_NUM_THREADS"] = "1"

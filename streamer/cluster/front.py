@@ -79,6 +79,8 @@ def connect(cluster: ClusterConfig) -> tuple[Any, bool]:
     _probe(cluster.address)
     try:
         if cluster.address == "local":
+            # One machine: Ray's addresses stay on loopback (Ray's switch for single-machine platforms).
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
             ray.init(namespace=cluster.namespace, include_dashboard=False)
         else:
             ray.init(address=cluster.address, namespace=cluster.namespace)

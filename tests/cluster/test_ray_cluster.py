@@ -13,6 +13,7 @@ import base64
 import json
 import logging
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -54,12 +55,15 @@ def cameras(tmp_path: Path) -> Iterator[dict[str, str]]:
 @pytest.fixture
 def cluster(monkeypatch: pytest.MonkeyPatch, cache_dir: Path) -> Iterator[Any]:
     """A head node (no CPUs: no camera group lands there) and two worker nodes of 2 CPUs each."""
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # every node's address is 127.0.0.1 ...
     try:
+        from ray._private import ray_constants
         from ray.cluster_utils import Cluster
     except ImportError:
         unavailable("Ray is not installed: pip install 'streamer[ray]'")
+    monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)  # ... also if Ray was imported before
     zoo.build(DEFAULT_DETECTOR, cache_dir)  # once here, not in each group at once
-    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     small = {"object_store_memory": 100 * 1024 * 1024, "include_dashboard": False, "temp_dir": temp}
     cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 0, **small})
@@ -85,7 +89,7 @@ def _config(tmp_path: Path, cameras: dict[str, str], names: tuple[str, ...]) -> 
 
 
 def _front(config: Path, address: str, cache_dir: Path, *extra: str) -> Any:
-    env = child_env(cache_dir, RAY_USAGE_STATS_ENABLED="0")
+    env = child_env(cache_dir, RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
     return spawn_streamer(
         "serve", "--config", str(config), "--ray", address, "--port", "0", *extra, env=env, serving_timeout=BOUND_S * 2
     )
@@ -141,6 +145,21 @@ def _results(child: Child, streams: set[str], count: int = 2) -> dict[str, list[
         return got
 
     return asyncio.run(collect())
+
+
+def _peers_off_loopback() -> list[str]:
+    """Established TCP connections of Ray's and Python's processes whose peer is not a loopback address."""
+    listing = subprocess.run(["ss", "-tnpH", "state", "established"], capture_output=True, text=True, check=True)
+    off = []
+    for line in listing.stdout.splitlines():
+        fields = line.split()
+        peer = fields[3].rsplit(":", 1)[0].strip("[]").removeprefix("::ffff:")
+        owners = " ".join(fields[4:])
+        if any(name in owners for name in ("ray", "gcs_server", "python")) and not (
+            peer.startswith("127.") or peer == "::1"
+        ):
+            off.append(line)
+    return off
 
 
 def _node_of(cluster: Any, node_id: str) -> Any:
@@ -205,6 +224,7 @@ def test_results_events_and_cameras_added_and_removed_over_rest(
             lambda: all(e["end_time"] is not None for e in _get(front, "/api/events?stream=cam4")),
             "cam4's events ended",
         )
+        assert _peers_off_loopback() == [], "Ray, the groups and the front talk over loopback only"
         front.send_signal(signal.SIGTERM)
         assert front.wait(60) == 0, front.stderr()
     assert "Traceback" not in front.stderr()
