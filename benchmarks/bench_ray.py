@@ -54,10 +54,13 @@ import socket
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import av
+import cv2
 import numpy as np
 import ray
 from ray import serve
@@ -69,6 +72,9 @@ from streamer.cluster.front import ClusterRuntime
 from streamer.cluster.options import ClusterConfig
 from streamer.cluster.outbox import Batch
 from streamer.config import StreamSpec, load_config
+from streamer.events import Event, EventStore
+from streamer.events.machine import EventState
+from streamer.events.store import snapshot_jpeg
 from streamer.results import Category, Detection, Detections, FrameResult
 from streamer.runtime import Runtime
 from streamer.server import wire
@@ -490,6 +496,45 @@ def recovery(args: argparse.Namespace) -> None:
             cluster.shutdown()  # type: ignore[no-untyped-call]
 
 
+def store_intake(args: argparse.Namespace) -> None:
+    """Events per second the front's event store records (what the recorder thread does per event): ``update``
+    events without a snapshot, and ``new`` events each with a 1080p JPEG snapshot as a group sends it."""
+    street = str(Path(__file__).resolve().parents[1] / "samples" / "street.mp4")
+    with av.open(street) as container:
+        frame = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    jpeg = snapshot_jpeg(cv2.resize(frame, (1920, 1080)))
+    count = 200 if args.quick else 2000
+    print(f"store intake: {count} events into a fresh event store, one transaction each", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-store-") as folder:
+        store = EventStore(Path(folder))
+        try:
+            for kind, snapshot in (("update", None), ("new", jpeg)):
+                begin = time.perf_counter()
+                for i in range(count):
+                    state = EventState(
+                        "cam1",
+                        i,
+                        "car",
+                        None,
+                        0.9,
+                        0.9,
+                        (),
+                        (),
+                        0.0,
+                        1.0,
+                        (10.0, 10.0, 200.0, 200.0),
+                        (1920, 1080),
+                        1.0,
+                    )
+                    event = Event(uuid.uuid4().hex, kind, ("snapshot",), None, state, snapshot=snapshot is not None)
+                    store.record(event, snapshot)
+                rate = count / (time.perf_counter() - begin)
+                what = f"with a {len(jpeg) / 1e3:.0f} KB JPEG snapshot" if snapshot else "without snapshot"
+                print(f"  {kind:<6} events {what:<32} {rate:8.0f} events/s", flush=True)
+        finally:
+            store.close()
+
+
 @contextlib.contextmanager
 def local_ray(cores: int) -> Iterator[None]:
     """A fresh local Ray instance (session files in a temporary folder) for the ``with`` body; Serve and Ray are
@@ -536,6 +581,7 @@ def main() -> None:
         scaling(args)
         group_vs_local(args)
         front_intake(args)
+    store_intake(args)
     if args.quick:
         print("recovery: not in --quick (it starts a 3-node cluster; tests/cluster covers the fault itself)")
     else:
