@@ -498,6 +498,11 @@ class ClusterRuntime:
             group = self._groups[name] if name is not None else None
             first = self._tracks.get(spec.id, 0) + 1
         if group is None:
+            if len(loads) >= self.cluster.max_actors:
+                raise ClusterError(
+                    f"stream {spec.id!r}: all {len(loads)} camera groups run {self.cluster.streams_per_actor} streams "
+                    "each; raise [cluster] max_actors or streams_per_actor, or remove a stream"
+                )
             group = self._new_group()
         with self._lock:
             group.streams.add(spec.id)
@@ -506,12 +511,16 @@ class ClusterRuntime:
         try:
             self._ray.get(group.actor.add.remote(spec, first_track_id=first), timeout=CALL_S)
             rows = self._ray.get(group.actor.stats.remote(), timeout=CALL_S)
-        except Exception:
+        except Exception as exc:
             with self._lock:
                 group.streams.discard(spec.id)
                 self._specs.pop(spec.id, None)
                 self._where.pop(spec.id, None)
-            raise
+            cause = getattr(exc, "cause", None)  # a RayTaskError carries the group's own exception
+            if isinstance(cause, StreamerError):
+                raise cause from None
+            first_line = (str(cause or exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ClusterError(f"stream {spec.id!r}: camera group {group.name} did not take it: {first_line}") from None
         with self._lock:
             for row in rows:
                 if row["stream"] == spec.id:

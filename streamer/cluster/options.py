@@ -22,7 +22,8 @@ class ClusterConfig:
     """``address``: ``auto`` (the cluster this machine belongs to), ``local`` (start one here),
     ``ray://host:port`` (Ray Client) or ``host:port`` (the head's GCS).
     ``streams_per_actor``: the most streams one camera group runs; ``actors``: groups started up front
-    (the models load before the first stream). ``actor_cpus`` / ``actor_gpus``: each group's Ray resources
+    (the models load before the first stream); ``max_actors``: the most groups this front starts (a stream
+    that would need one more is refused). ``actor_cpus`` / ``actor_gpus``: each group's Ray resources
     (``actor_gpus`` ``None``: a quarter GPU where the cluster has GPUs, else none). ``namespace``: the
     Ray namespace of the groups (one per site). ``lost_after_s``: a group that does not answer for this
     long is killed and its streams move. ``outbox``: results and events a group keeps for the front."""
@@ -30,6 +31,7 @@ class ClusterConfig:
     address: str
     streams_per_actor: int = 4
     actors: int = 1
+    max_actors: int = 64
     actor_cpus: float = 1.0
     actor_gpus: float | None = None
     namespace: str = "streamer"
@@ -45,6 +47,7 @@ class ClusterConfig:
         checks = (
             ("streams_per_actor", self.streams_per_actor, 1, 1000),
             ("actors", self.actors, 0, 1000),
+            ("max_actors", self.max_actors, 1, 100_000),
             ("actor_cpus", self.actor_cpus, 0, 1024),
             ("lost_after_s", self.lost_after_s, 0.5, 3600),
             ("outbox", self.outbox, 16, 1_000_000),
@@ -52,6 +55,8 @@ class ClusterConfig:
         for name, value, low, high in checks:
             if not low <= value <= high or (name == "lost_after_s" and value <= 0):
                 raise ConfigError(f"cluster.{name} = {value!r}; expected a number in [{low}, {high}]")
+        if self.actors > self.max_actors:
+            raise ConfigError(f"cluster.actors = {self.actors} is over cluster.max_actors = {self.max_actors}")
         if self.actor_gpus is not None and not 0 <= self.actor_gpus <= 64:
             raise ConfigError(f"cluster.actor_gpus = {self.actor_gpus!r}; expected a number in [0, 64]")
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.namespace):

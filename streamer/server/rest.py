@@ -39,7 +39,7 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from streamer.config import StreamSpec
-from streamer.errors import ConfigError, StreamerError, StreamExistsError
+from streamer.errors import ClusterError, ConfigError, StreamerError, StreamExistsError
 from streamer.events.store import EventStore
 from streamer.results import FrameResult
 from streamer.server import wire
@@ -305,6 +305,8 @@ async def add_stream(spec: NewStream, response: Response, server: Server) -> dic
         await asyncio.to_thread(server.runtime.add_stream, stream)
     except StreamExistsError as exc:
         raise HTTPException(409, str(exc)) from None
+    except ClusterError as exc:  # a Ray cluster without room or a group that does not answer: try later
+        raise HTTPException(503, str(exc)) from None
     except StreamerError as exc:  # a ConfigError (a source it cannot open), a missing file
         raise HTTPException(400, str(exc)) from None
     response.headers["Location"] = f"/api/streams/{spec.id}"

@@ -39,6 +39,7 @@ def test_cluster_options_come_from_config_and_the_flag_wins() -> None:
         ("lost_after_s", 0.1, "cluster.lost_after_s"),
         ("actor_gpus", -1.0, "cluster.actor_gpus"),
         ("namespace", "a b", "cluster.namespace"),
+        ("actors", 100, "cluster.max_actors"),
     ],
 )
 def test_bad_cluster_options_name_the_key(field: str, value: object, named: str) -> None:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -75,7 +76,7 @@ def cluster(monkeypatch: pytest.MonkeyPatch, cache_dir: Path) -> Iterator[Any]:
         cluster.shutdown()
 
 
-def _config(tmp_path: Path, cameras: dict[str, str], names: tuple[str, ...]) -> Path:
+def _config(tmp_path: Path, cameras: dict[str, str], names: tuple[str, ...], *, per_actor: int = 4) -> Path:
     streams = "".join(
         f'[[streams]]\nid = "{name}"\nsource = "{cameras[name]}"\ninference_fps = 2\n\n' for name in names
     )
@@ -83,7 +84,8 @@ def _config(tmp_path: Path, cameras: dict[str, str], names: tuple[str, ...]) -> 
     path.write_text(
         'stages = "detect"\ndevice = "cpu"\nthreads = 1\n\n'
         f'[storage]\ndir = "{tmp_path / "storage"}"\nclips = false\n\n'
-        "[cluster]\nactors = 2\nstreams_per_actor = 4\nactor_cpus = 1.0\nlost_after_s = 2.0\n\n" + streams
+        f"[cluster]\nactors = 2\nmax_actors = 2\nstreams_per_actor = {per_actor}\nactor_cpus = 1.0\n"
+        "lost_after_s = 2.0\n\n" + streams
     )
     return path
 
@@ -184,7 +186,7 @@ def _wait_all_on_groups(child: Child, names: tuple[str, ...]) -> dict[str, dict[
 def test_results_events_and_cameras_added_and_removed_over_rest(
     cluster: Any, cameras: dict[str, str], tmp_path: Path, cache_dir: Path
 ) -> None:
-    config = _config(tmp_path, cameras, CAMERAS[:3])
+    config = _config(tmp_path, cameras, CAMERAS[:3], per_actor=2)
     with (
         mosquitto(tmp_path / "mqtt") as broker,
         subscriber(broker, ["streamer/events", "streamer/cam2/detect/state"]) as mqtt,
@@ -196,11 +198,21 @@ def test_results_events_and_cameras_added_and_removed_over_rest(
         results = _results(front, set(CAMERAS[:3]))
         assert all(r["width"] == 320 and r["objects"] for got in results.values() for r in got), "the collage's objects"
 
+        missing = tmp_path / "no-such-clip.mp4"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            _send(front, "POST", "/api/streams", {"id": "bad", "source": str(missing)})
+        detail = json.loads(refused.value.read())["detail"]
+        assert refused.value.code == 400 and str(missing) in detail and "Traceback" not in detail, detail
+        assert "bad" not in _rows(front), "nothing left behind"
         assert _send(front, "POST", "/api/streams", {"id": "cam4", "source": cameras["cam4"]}) == 201
         rows = _wait_all_on_groups(front, CAMERAS)
         assert _results(front, {"cam4"})["cam4"], "a camera added over REST produces on the cluster"
         per_group = [[r["group"] for r in rows.values()].count(g) for g in {r["group"] for r in rows.values()}]
         assert sorted(per_group) == [2, 2], "placed on the least loaded group"
+        with pytest.raises(urllib.error.HTTPError) as full:
+            _send(front, "POST", "/api/streams", {"id": "extra", "source": cameras["cam1"]})
+        assert full.value.code == 503 and "max_actors" in json.loads(full.value.read())["detail"]
+        assert "extra" not in _rows(front), "a full cluster refuses a camera, starts no third group"
 
         _until(front, lambda: len(_get(front, "/api/events?stream=cam1")) > 0, "events of cam1 in the store")
         event = _get(front, "/api/events?stream=cam1")[0]
@@ -286,6 +298,13 @@ def test_a_restarted_front_re_attaches_to_the_running_groups(
         assert "re-attached to camera group" in second.stderr()
         second.send_signal(signal.SIGTERM)
         assert second.wait(60) == 0, second.stderr()
+    groups = sorted({row["group"] for row in after.values()})
+    env = child_env(cache_dir, RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    for expected in (groups, []):  # the second time there is nothing left to stop
+        command = [sys.executable, "-m", "streamer", "cluster", "stop", "--ray", cluster.address]
+        with spawn(command, env=env) as stop:
+            assert stop.wait(BOUND_S) == 0, stop.stderr()
+        assert f"stopped {len(expected)} camera groups: {', '.join(expected) or 'none'}" in stop.stdout()
 
 
 def test_an_unreachable_cluster_is_a_clear_error_naming_its_address(cache_dir: Path) -> None:
