@@ -332,6 +332,9 @@ class Firehose:
     def models(self) -> list[Any]:
         return []
 
+    def open_events(self) -> list[Any]:
+        return []
+
     def take(self, after: int, watched: list[str], timeout: float) -> Batch:
         items = [(after + 1 + i, ("result", result)) for i, result in enumerate(self._results)]
         return Batch(items=items, last=after + len(items), info={"stats": [], "tracks": {}})
@@ -432,7 +435,8 @@ def front_intake(args: argparse.Namespace) -> None:
             for hose in hoses:
                 ray.kill(hose)
             label = "counts + wire encode" if encode else "counts only"
-            print(f"  {groups:>6}  {label:<20} {rate:10.0f} {1e6 / rate:14.1f}", flush=True)
+            per_result = f"{1e6 / rate:14.1f}" if rate else "  none taken in"
+            print(f"  {groups:>6}  {label:<20} {rate:10.0f} {per_result}", flush=True)
 
 
 def recovery(args: argparse.Namespace) -> None:

@@ -237,6 +237,7 @@ class ClusterRuntime:
             actor = ray.get_actor(name)
             specs: list[StreamSpec] = ray.get(actor.specs.remote(), timeout=CALL_S)
             where = ray.get(actor.ready.remote(), timeout=CALL_S)
+            open_events: list[Event] = ray.get(actor.open_events.remote(), timeout=CALL_S)
         except Exception as exc:
             log.warning("camera group %s does not answer (%s); its streams are placed anew", name, exc)
             self._kill(name)
@@ -251,6 +252,8 @@ class ClusterRuntime:
                 self._specs[spec.id] = spec
                 self._where[spec.id] = name
                 group.streams.add(spec.id)
+            for event in open_events:  # to end them if this group is lost
+                self._open.setdefault(event.after.stream, {})[event.id] = event
         log.info("re-attached to camera group %s: %s", name, ", ".join(sorted(group.streams)) or "no streams")
         self._start_polling(group)
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from streamer.cluster.outbox import Batch, Outbox
 from streamer.config import Config, StreamSpec
-from streamer.events.machine import EventMachine
+from streamer.events.machine import Event, EventMachine
 from streamer.events.store import snapshot_jpeg
 from streamer.frames import Frame
 from streamer.inference.backend import ModelInfo
@@ -133,6 +133,11 @@ class CameraGroup:
         """The streams this group runs (a restarted front re-attaches with these)."""
         with self._lock:
             return list(self._specs.values())
+
+    def open_events(self) -> list[Event]:
+        """The events open now, each as its last state (see :meth:`EventMachine.open_events`)."""
+        with self._lock:
+            return self._machine.open_events() if self._machine is not None else []
 
     def set_detect(self, stream: str, on: bool) -> bool:
         return self.runtime.set_detect(stream, on)

@@ -188,6 +188,11 @@ class EventMachine:
         events = [_end(self._open.pop(key), "stream") for key in keys]
         return events + self._expire(time_s)
 
+    def open_events(self) -> list[Event]:
+        """Each open track as an ``update`` event without reasons: its last state (a new front learns from
+        these which events a camera group has open, to end them if the group is lost)."""
+        return [Event(e.id, "update", (), e.state, e.state, snapshot=False) for e in self._open.values()]
+
     def end_all(self, time_s: float) -> list[Event]:
         """End every open event of every stream (shutting down)."""
         events: list[Event] = []
