@@ -45,17 +45,14 @@ from streamer.sinks.bus import Bus
 from streamer.sinks.mqtt import MqttConfig, MqttPublisher
 from streamer.sources import Source, SourceState, open_source
 from streamer.sources.pyav import PyAVSource
+from streamer.subscribers import Subscribers
 from streamer.tracking.objects import ObjectTracker
 from streamer.tracking.zones import geometry
 
 __all__ = ["Runtime", "mqtt_bus"]
 
-OnResult = Callable[[FrameResult, Frame], None]
-OnFrame = Callable[[Frame], None]
-OnEvent = Callable[[Event], None]
 
-
-class Runtime:
+class Runtime(Subscribers):
     """Owns the backend (models), the pipeline (sources, inference loop, dispatcher) and the subscribers.
 
     ``stages`` overrides the config's; ``streams`` add to its ``[[streams]]``
@@ -83,10 +80,7 @@ class Runtime:
         self.config = config
         self._stages = stages or config["stages"]
         self._reread = reread
-        self._on_result: list[OnResult] = []
-        self._on_frame: list[OnFrame] = []
-        self._frames_wanted: list[Callable[[str], bool] | None] = []
-        self._on_event: list[OnEvent] = []
+        super().__init__()
         self._on_end: list[Callable[[str], None]] = []
         self._specs: dict[str, StreamSpec] = {}
         self._track_ids: dict[str, Iterator[int]] = {}  # per stream id, for the run: ids are never reused
@@ -126,33 +120,6 @@ class Runtime:
         )
         for spec in [*config["streams"], *streams]:
             self.add_stream(spec)
-
-    # subscribers
-
-    def subscribe(self, on_result: OnResult) -> None:
-        """Call ``on_result(result, frame)`` for every result (on the dispatcher thread; keep it quick)."""
-        self._on_result.append(on_result)
-
-    def subscribe_frames(self, on_frame: OnFrame, *, wanted: Callable[[str], bool] | None = None) -> None:
-        """Call ``on_frame(frame)`` for every decoded frame, on its source's thread; it must be quick.
-
-        ``wanted(stream_id)`` says whether it needs every frame of a stream now
-        (a viewer is watching); ``None``: always. While no subscriber does, an
-        overloaded live decoder may skip frames the models would not take.
-        """
-        self._on_frame.append(on_frame)
-        self._frames_wanted.append(wanted)
-
-    def _every_frame_wanted(self, stream_id: str) -> bool:
-        return any(wanted is None or wanted(stream_id) for wanted in self._frames_wanted)
-
-    def subscribe_events(self, on_event: OnEvent) -> None:
-        """Call ``on_event(event)`` for each event once it is recorded (on the recorder's thread)."""
-        self._on_event.append(on_event)
-
-    def _event(self, event: Event) -> None:
-        for callback in self._on_event:
-            callback(event)
 
     def _clip(self, event: Event, frame: Frame) -> None:
         """An event began or ended (on the recorder's thread): its clip starts or stops."""

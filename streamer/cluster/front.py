@@ -46,15 +46,12 @@ from streamer.results import FrameResult
 from streamer.sinks.bus import Bus
 from streamer.sinks.mqtt import MqttConfig
 from streamer.sources import Source, SourceState
+from streamer.subscribers import Subscribers
 from streamer.tracking.zones import geometry
 
 __all__ = ["ClusterRuntime", "connect"]
 
 log = logging.getLogger(__name__)
-
-OnResult = Callable[[FrameResult, Frame], None]
-OnFrame = Callable[[Frame], None]
-OnEvent = Callable[[Event], None]
 
 #: seconds a group's ``take`` waits for something to come (the long poll).
 POLL_S = 0.5
@@ -127,7 +124,7 @@ def _no_image() -> np.ndarray:
     raise StreamerError("a result's frame stays on its camera group; the front gets frames of watched streams only")
 
 
-class ClusterRuntime:
+class ClusterRuntime(Subscribers):
     """The front's runtime; see the module. ``stages``, ``streams``, ``events``, ``mqtt`` and ``reread``
     as for :class:`~streamer.runtime.Runtime`. Event clips are not made on a cluster (the frames stay on
     the groups); snapshots are."""
@@ -149,10 +146,7 @@ class ClusterRuntime:
         self.cluster = cluster
         self._stages = stages or config["stages"]
         self._reread = reread
-        self._on_result: list[OnResult] = []
-        self._on_frame: list[OnFrame] = []
-        self._frames_wanted: list[Callable[[str], bool] | None] = []
-        self._on_event: list[OnEvent] = []
+        super().__init__()
         self._lock = threading.RLock()
         self._stopping = threading.Event()
         self._ray: Any = None
@@ -182,30 +176,6 @@ class ClusterRuntime:
             self.bus = mqtt_bus(config, mqtt, self.stats, self.set_detect, self.events)
             self._on_result.append(self.bus.on_result)
             self._on_event.append(self.bus.on_event)
-
-    # subscribers (as Runtime's)
-
-    def subscribe(self, on_result: OnResult) -> None:
-        """Call ``on_result(result, frame)`` for every result; ``frame`` has the size and time, but its
-        image stays on the group (reading it raises)."""
-        self._on_result.append(on_result)
-
-    def subscribe_frames(self, on_frame: OnFrame, *, wanted: Callable[[str], bool] | None = None) -> None:
-        """Call ``on_frame(frame)`` with the newest frame of each stream ``wanted(stream)`` says is
-        watched (``None``: every stream), as the groups send them."""
-        self._on_frame.append(on_frame)
-        self._frames_wanted.append(wanted)
-
-    def subscribe_events(self, on_event: OnEvent) -> None:
-        """Call ``on_event(event)`` for each event once it is recorded."""
-        self._on_event.append(on_event)
-
-    def _event(self, event: Event) -> None:
-        for callback in self._on_event:
-            callback(event)
-
-    def _watched(self, stream: str) -> bool:
-        return any(wanted is None or wanted(stream) for wanted in self._frames_wanted)
 
     # lifecycle
 
@@ -366,7 +336,7 @@ class ClusterRuntime:
         ray = self._ray
         last_ok = time.monotonic()
         while group.alive and not self._stopping.is_set():
-            watched = [stream for stream in list(group.streams) if self._watched(stream)]
+            watched = [stream for stream in list(group.streams) if self._every_frame_wanted(stream)]
             try:
                 batch: Batch = ray.get(
                     group.actor.take.remote(group.after, watched, POLL_S), timeout=POLL_S + self.cluster.lost_after_s
