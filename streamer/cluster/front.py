@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from streamer.cluster.group import CameraGroup
+from streamer.cluster.group import CameraGroup, group_config
 from streamer.cluster.options import ClusterConfig, redact_address
 from streamer.cluster.outbox import Batch
 from streamer.cluster.placement import group_name, is_group_name, place
@@ -301,7 +301,8 @@ class ClusterRuntime(Subscribers):
             num_gpus=gpus,
             scheduling_strategy="SPREAD",
         )
-        actor = remote.remote(self.config, stages=self._stages, events=self._events_on, outbox=self.cluster.outbox)
+        config = group_config(self.config)  # no secret leaves the front
+        actor = remote.remote(config, stages=self._stages, events=self._events_on, outbox=self.cluster.outbox)
         try:
             where = ray.get(actor.ready.remote(), timeout=START_S)
             if not self._models:
@@ -612,7 +613,7 @@ class ClusterRuntime(Subscribers):
             groups = list(self._groups.values())
         models = self._models
         for group in groups:
-            models = self._ray.get(group.actor.reload.remote(config), timeout=START_S)
+            models = self._ray.get(group.actor.reload.remote(group_config(config)), timeout=START_S)
         self.config, self._models = config, list(models)
         return self._models
 

@@ -41,7 +41,7 @@ from streamer.inference.backend import ModelInfo
 from streamer.results import FrameResult
 from streamer.runtime import Runtime
 
-__all__ = ["CameraGroup"]
+__all__ = ["CameraGroup", "group_config"]
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class CameraGroup:
         outbox: int = 2048,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        config = _without_streams(config)
+        config = group_config(config)
         self.runtime = Runtime(config, stages=stages, events=False)
         self.outbox = Outbox(outbox)
         self._clock = clock
@@ -163,7 +163,7 @@ class CameraGroup:
 
     def reload(self, config: Config) -> list[ModelInfo]:
         """Load ``config``'s models beside the running ones and switch (see :meth:`Runtime.reload`)."""
-        return self.runtime.reload(_without_streams(config))
+        return self.runtime.reload(group_config(config))
 
     def classify(self, images: Sequence[np.ndarray], detect: bool = True) -> list[FrameResult]:
         """One-off images, batched beside this group's streams."""
@@ -174,6 +174,13 @@ class CameraGroup:
         self.runtime.stop()
 
 
-def _without_streams(config: Config) -> Config:
-    """``config`` less its ``[[streams]]``: the front places each stream on one group."""
-    return replace(config, values={key: value for key, value in config.values.items() if key != "streams"})
+def group_config(config: Config) -> Config:
+    """``config`` as a camera group gets it: without ``[[streams]]`` (the front places each stream on one
+    group) and without what only the front uses and no group should hold: the server's token, ``[mqtt]``
+    (its password) and the cluster's address."""
+    kept = {
+        key: value
+        for key, value in config.values.items()
+        if key not in ("streams", "token", "cluster.ray") and not key.startswith("mqtt.")
+    }
+    return replace(config, values=kept)

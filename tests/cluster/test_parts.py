@@ -131,3 +131,19 @@ def test_without_a_cluster_nothing_imports_ray() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_a_camera_group_gets_no_secret_and_no_stream() -> None:
+    from streamer.cluster.group import group_config
+
+    config = load_config(
+        env={
+            "STREAMER_TOKEN": "t0ken-secret",
+            "STREAMER_MQTT_URL": "mqtt://u:mqtt-secret@127.0.0.1:1883",
+            "STREAMER_CLUSTER_RAY": "ray://me:ray-secret@127.0.0.1:10001",
+            "STREAMER_STAGES": "detect",
+        }
+    )
+    sent = repr(group_config(config).values)
+    assert not any(secret in sent for secret in ("t0ken-secret", "mqtt-secret", "ray-secret")), sent
+    assert group_config(config)["stages"] == "detect", "the rest goes along"

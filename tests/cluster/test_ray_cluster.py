@@ -326,3 +326,36 @@ def test_an_unreachable_cluster_is_a_clear_error_naming_its_address(cache_dir: P
     assert code == 2, child.stderr()
     assert f"cannot reach the Ray cluster at ray://***@127.0.0.1:{address.rsplit(':', 1)[1]}" in child.stderr()
     assert "s3cret" not in child.stderr() + child.stdout()
+
+
+def test_the_front_gets_frames_of_watched_streams_only_and_classifies_on_a_group(
+    cluster: Any, tmp_path: Path, cache_dir: Path
+) -> None:
+    """The front in this process (a Ray driver): frames cross only for the stream a viewer watches."""
+    from streamer.cluster.front import ClusterRuntime
+    from streamer.cluster.options import ClusterConfig
+    from streamer.config import StreamSpec, load_config
+    from tests.media import make_clip, photo
+
+    clip = make_clip(tmp_path / "cam.mp4", frames=30, fps=15, size=(320, 240))
+    overrides = {"device": "cpu", "stages": "detect", "threads": 1, "cache_dir": str(cache_dir)}
+    config = load_config(env={}, overrides={**overrides, "storage.dir": str(tmp_path / "storage")})
+    streams = [StreamSpec(id=name, source=str(clip), loop=True) for name in ("watched", "unwatched")]
+    front = ClusterRuntime(config, ClusterConfig(address=cluster.address, namespace="frames"), streams=streams)
+    frames: list[tuple[str, tuple[int, ...]]] = []
+    results: set[str] = set()
+    front.subscribe_frames(lambda frame: frames.append((frame.stream_id, frame.image.shape)), wanted="watched".__eq__)
+    front.subscribe(lambda result, frame: results.add(result.stream))
+    front.start()
+    try:
+        deadline = time.monotonic() + BOUND_S
+        while time.monotonic() < deadline and (len(frames) < 5 or results != {"watched", "unwatched"}):
+            time.sleep(0.2)
+        assert results == {"watched", "unwatched"}
+        assert len(frames) >= 5 and {stream for stream, _ in frames} == {"watched"}, "no frame of the other stream"
+        assert all(shape == (240, 320, 3) for _, shape in frames)
+        answer = front.classify([photo("collage")], detect=True).result(timeout=BOUND_S)
+        assert len(answer) == 1 and len(answer[0].objects) > 0, "one-off images run on a camera group"
+        assert [model.task for model in front.models()] == ["detector"]
+    finally:
+        front.stop(keep_groups=False)
