@@ -68,6 +68,7 @@ def connect(cluster: ClusterConfig) -> tuple[Any, bool]:
     this call connected (``False``: the process already was, and stays so). A :class:`ClusterError`
     naming the address (credentials redacted) when it cannot be reached."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # Ray never phones home from here
+    os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")  # nor replaces this process's builtins.print
     import ray
 
     address = redact_address(cluster.address)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import builtins
 import json
 import logging
 import signal
@@ -57,6 +58,7 @@ def cameras(tmp_path: Path) -> Iterator[dict[str, str]]:
 def cluster(monkeypatch: pytest.MonkeyPatch, cache_dir: Path) -> Iterator[Any]:
     """A head node (no CPUs: no camera group lands there) and two worker nodes of 2 CPUs each."""
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    monkeypatch.setattr(builtins, "print", builtins.print)  # whatever a Ray driver here does to it is undone
     monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # every node's address is 127.0.0.1 ...
     try:
         from ray._private import ray_constants
