@@ -620,13 +620,7 @@ class ClusterRuntime(Subscribers):
 
 
 def _is_dead(exc: BaseException) -> bool:
-    """Whether ``exc`` says the actor is gone for good (not a slow answer)."""
-    from ray.exceptions import ActorDiedError, RayActorError
+    """Whether ``exc`` says the actor is gone for good (not a slow or briefly unavailable answer)."""
+    from ray.exceptions import ActorUnavailableError, RayActorError
 
-    return isinstance(exc, ActorDiedError | RayActorError) and not _unavailable(exc)
-
-
-def _unavailable(exc: BaseException) -> bool:
-    from ray.exceptions import ActorUnavailableError
-
-    return isinstance(exc, ActorUnavailableError)
+    return isinstance(exc, RayActorError) and not isinstance(exc, ActorUnavailableError)
